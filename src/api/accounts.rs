@@ -1,0 +1,198 @@
+//! Users of a tenant: `POST /api/register`, `POST /api/login`, `GET /api/me`,
+//! and the `users` queries they (and onboarding) share.
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::extract::ApiJson;
+use crate::{
+    auth::{AuthUser, Role, UserId},
+    db::TenantTx,
+    domain::{Email, Password, Username},
+    error::{ApiError, Result, ResultExt},
+    startup::AppState,
+    tenant::{Tenant, TenantRecord},
+};
+
+/// Sign-up and sign-in bodies are tiny; refusing big ones early bounds the
+/// work an anonymous client can cause.
+const AUTH_BODY_LIMIT: usize = 8 * 1024;
+
+/// `/api/register`, `/api/login` and `/api/me`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+        .route("/api/me", get(me))
+}
+
+/// A new user's details.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// A validated new user, password already hashed.
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+impl NewUserRequest {
+    /// Validates the fields (422 naming the first bad one, under `prefix`) and
+    /// hashes the password.
+    pub async fn validate(self, state: &AppState, prefix: &str, role: Role) -> Result<NewUser> {
+        let username = Username::parse(&self.username).map_err(|m| ApiError::invalid(format!("{prefix}username"), m))?;
+        let email = Email::parse(&self.email).map_err(|m| ApiError::invalid(format!("{prefix}email"), m))?;
+        let password = Password::parse(&self.password).map_err(|m| ApiError::invalid(format!("{prefix}password"), m))?;
+        let password_hash = state.passwords.hash(password).await?;
+        Ok(NewUser { username, email, password_hash, role })
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Serialize)]
+pub struct UserBody {
+    pub id: UserId,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserBody {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(Self {
+            id: UserId::from_uuid(row.try_get("id")?),
+            username: row.try_get("username")?,
+            email: row.try_get("email")?,
+            role: Role::from_db(row.try_get("role")?)?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// `POST /api/register`: creates a member of the Host's tenant.
+async fn register(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewUserRequest>,
+) -> Result<(StatusCode, Json<UserBody>)> {
+    let user = body.validate(&state, "", Role::Member).await?;
+    let created = state.db.with_tenant(tenant.id(), async |tx| insert_user(tx, &user).await).await?;
+    tracing::info!(user.id = %created.id, "user registered");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Inserts a user; a username or email already used in this tenant is a 409.
+pub async fn insert_user(tx: &TenantTx<'_>, user: &NewUser) -> Result<UserBody> {
+    let row = tx
+        .query_one(
+            "insert into users (tenant_id, id, username, email, password_hash, role)
+             values ($1, $2, $3, $4, $5, $6)
+             returning id, username, email, role, created_at",
+            &[
+                tx.tenant_id().as_uuid(),
+                &Uuid::now_v7(),
+                &user.username.as_str(),
+                &user.email.as_str(),
+                &user.password_hash,
+                &user.role.as_str(),
+            ],
+        )
+        .await
+        .on_constraint("users_tenant_username_key", || ApiError::Conflict("this username is already taken"))
+        .on_constraint("users_tenant_email_key", || ApiError::Conflict("this email is already registered"))?;
+    UserBody::from_row(&row)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenBody {
+    token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// `POST /api/login`: a bearer token for this tenant. Unknown users and wrong
+/// passwords get the same 401 after the same amount of work.
+async fn login(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenBody>> {
+    let account = match Username::parse(&body.username) {
+        Ok(username) => state.db.with_tenant(tenant.id(), async |tx| select_credentials(tx, &username).await).await?,
+        // Cannot exist; still pay for a hash below so timing reveals nothing.
+        Err(_) => None,
+    };
+    let (user, role, hash) = match account {
+        Some((user, role, hash)) => (Some(user), role, Some(hash)),
+        None => (None, Role::Member, None),
+    };
+    let verified = state.passwords.verify(Password::for_login(&body.password), hash).await?;
+    let Some(user) = user.filter(|_| verified) else {
+        tracing::info!(tenant.id = %tenant.id(), "login failed");
+        return Err(ApiError::InvalidCredentials);
+    };
+    let issued = state.jwt.mint(user, tenant.id(), role)?;
+    tracing::info!(user.id = %user, "login succeeded");
+    Ok(Json(TokenBody { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in.as_secs() }))
+}
+
+async fn select_credentials(tx: &TenantTx<'_>, username: &Username) -> Result<Option<(UserId, Role, String)>> {
+    let row = tx
+        .query_opt(
+            "select id, role, password_hash from users where tenant_id = $1 and lower(username) = lower($2)",
+            &[tx.tenant_id().as_uuid(), &username.as_str()],
+        )
+        .await?;
+    row.map(|row| {
+        Ok((UserId::from_uuid(row.try_get("id")?), Role::from_db(row.try_get("role")?)?, row.try_get("password_hash")?))
+    })
+    .transpose()
+}
+
+#[derive(Debug, Serialize)]
+struct MeBody {
+    user: UserBody,
+    tenant: TenantRecord,
+}
+
+/// `GET /api/me`: the caller and their tenant.
+async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
+    let found = state.db.with_tenant(user.tenant.id(), async |tx| select_user(tx, user.id).await).await?;
+    // A valid token for a user who no longer exists authenticates nobody.
+    let found = found.ok_or(ApiError::Unauthorized)?;
+    Ok(Json(MeBody { user: found, tenant: user.tenant.0 }))
+}
+
+async fn select_user(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserBody>> {
+    let row = tx
+        .query_opt(
+            "select id, username, email, role, created_at from users where tenant_id = $1 and id = $2",
+            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+        )
+        .await?;
+    row.as_ref().map(UserBody::from_row).transpose()
+}

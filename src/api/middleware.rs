@@ -1,0 +1,69 @@
+//! Cross-cutting request handling: request ids, and one JSON error shape even
+//! for responses produced outside our handlers (the router's 404 and 405,
+//! tower-http's 413 and timeouts, a caught panic).
+
+use axum::{
+    extract::Request,
+    http::{HeaderName, HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The header that carries our request id, on every response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request a fresh id, replacing any the client sent (a client
+/// must not choose what our logs correlate on), and returns it on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = Uuid::new_v4().to_string();
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(REQUEST_ID.clone(), value.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID.clone(), value);
+    response
+}
+
+/// Rewrites any error response that is not already JSON into the API's error
+/// shape, keeping headers such as `Allow` and `Retry-After`.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let error = match status.as_u16() {
+        404 => ApiError::NotFound("route not found"),
+        405 => ApiError::MethodNotAllowed,
+        413 => ApiError::PayloadTooLarge,
+        415 => ApiError::UnsupportedMediaType,
+        408 | 503 | 504 => ApiError::Timeout,
+        400..=499 => ApiError::BadRequest("bad request".to_owned()),
+        _ => ApiError::Unexpected(anyhow::anyhow!("a layer answered {status} without a body")),
+    };
+    let (mut parts, _) = response.into_parts();
+    let replacement = error.into_response();
+    let status = replacement.status();
+    let (replacement_parts, body) = replacement.into_parts();
+    for (name, value) in &replacement_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.status = status;
+    Response::from_parts(parts, body)
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// The response for a panic caught by `CatchPanicLayer`: an opaque 500.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Unexpected(anyhow::anyhow!("a request handler panicked")).into_response()
+}

@@ -1,0 +1,116 @@
+//! Who is calling: password hashing ([`password`]), access tokens ([`jwt`]),
+//! and the [`AuthUser`] extractor that handlers of a user's data declare.
+//!
+//! [`AuthUser`] first resolves the [`Tenant`] from the Host (so an unknown or
+//! suspended tenant is answered before any token is looked at), then verifies
+//! the bearer token for exactly that tenant. Every failure is the same 401 to
+//! the client; the reason is logged at debug level.
+
+pub mod jwt;
+pub mod password;
+
+use std::fmt;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    error::{ApiError, Result},
+    startup::AppState,
+    tenant::Tenant,
+};
+
+/// A user's id (unique within a tenant; random, so in practice globally).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// Wraps a uuid read from the database or a verified token.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The uuid, for query parameters.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user's role inside their tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Created the tenant at onboarding.
+    Owner,
+    /// Registered through `POST /api/register`.
+    Member,
+}
+
+impl Role {
+    /// The role as stored in `users.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+        }
+    }
+
+    /// Parses `users.role`.
+    pub fn from_db(value: &str) -> Result<Self> {
+        match value {
+            "owner" => Ok(Self::Owner),
+            "member" => Ok(Self::Member),
+            other => Err(anyhow::anyhow!("unknown user role {other:?} in the database").into()),
+        }
+    }
+}
+
+/// An authenticated user of the request's tenant.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub tenant: Tenant,
+    pub id: UserId,
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let tenant = Tenant::from_request_parts(parts, state).await?;
+        let token = bearer_token(&parts.headers).ok_or_else(|| {
+            tracing::debug!("missing or malformed Authorization header");
+            ApiError::Unauthorized
+        })?;
+        let claims = state.jwt.verify(token, tenant.id()).map_err(|reason| {
+            tracing::debug!(?reason, tenant.id = %tenant.id(), "access token rejected");
+            ApiError::Unauthorized
+        })?;
+        let id = UserId::from_uuid(claims.sub);
+        tracing::Span::current().record("user.id", tracing::field::display(id));
+        Ok(Self { tenant, id, role: claims.role })
+    }
+}
+
+/// The token of a single `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

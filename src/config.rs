@@ -1,0 +1,341 @@
+//! Settings, read once at start-up from the environment only.
+//!
+//! Cloud Run supplies environment variables and Secret Manager values as
+//! environment variables, so there is no config file. Every variable is parsed
+//! into a typed value here, and a bad or missing one stops the process at
+//! start-up with a message that names it; nothing is parsed on first use.
+//! The README's configuration table lists every variable read in this file.
+
+use std::{net::IpAddr, str::FromStr, time::Duration};
+
+use anyhow::{Context, bail, ensure};
+use secrecy::SecretString;
+
+use crate::tenant::host::BaseDomain;
+
+/// Everything `tenantry serve` needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Interface to listen on. `0.0.0.0` on Cloud Run.
+    pub host: IpAddr,
+    /// Cloud Run injects `PORT`; tests use 0 to get a free port.
+    pub port: u16,
+    /// Tenants live at `{slug}.{base_domain}`; the apex hosts onboarding.
+    pub base_domain: BaseDomain,
+    pub database: DatabaseSettings,
+    pub jwt: JwtSettings,
+    pub signup: SignupMode,
+    pub password_hashing: HashingSettings,
+    /// Whole-request deadline; a request past it gets a 503.
+    pub request_timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long a host -> tenant answer (including "no such tenant") is reused.
+    pub tenant_cache_ttl: Duration,
+    /// How long in-flight requests may drain after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// How the service reaches PostgreSQL as the runtime role.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// A `postgres://` URL or `key=value` string for the runtime role.
+    pub url: SecretString,
+    /// Connections per instance. Keep `pool_size × max instances` below the
+    /// server's `max_connections`.
+    pub pool_size: usize,
+    /// How long a request waits for a free connection before a 503.
+    pub pool_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+    /// Per-transaction `statement_timeout`.
+    pub statement_timeout: Duration,
+}
+
+/// Access-token settings.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// Signing keys by `kid`. The first signs new tokens; all verify.
+    pub keys: Vec<(String, SecretString)>,
+    pub issuer: String,
+    pub ttl: Duration,
+}
+
+/// Who may call `POST /api/tenants`.
+#[derive(Debug, Clone)]
+pub enum SignupMode {
+    /// Anyone may onboard a tenant.
+    Open,
+    /// Only callers presenting this bearer token.
+    AdminOnly { admin_token: SecretString },
+}
+
+/// Bounds on the CPU and memory that password hashing may take.
+#[derive(Debug, Clone, Copy)]
+pub struct HashingSettings {
+    /// Hashes computed at once (each takes ~19 MiB and one core for ~50 ms).
+    pub concurrency: usize,
+    /// How long a login waits for a hashing slot before a 503.
+    pub queue_timeout: Duration,
+}
+
+/// What `tenantry migrate` needs.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    /// Connection for the owner role that runs migrations.
+    pub url: SecretString,
+    /// If set, the runtime role `tenantry_app` gets LOGIN with this password.
+    pub runtime_role_password: Option<SecretString>,
+}
+
+/// A source of configuration values: the process environment, or a map in tests.
+pub trait Source {
+    /// The value of `name`; unset and empty are the same.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name).filter(|value| !value.is_empty())
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the settings from `env`.
+    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        Ok(Self {
+            host: parse_or(env, "HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: parse_or(env, "PORT", 8080)?,
+            base_domain: parse_or(env, "BASE_DOMAIN", BaseDomain::localhost())?,
+            database: DatabaseSettings::from_source(env)?,
+            jwt: JwtSettings::from_source(env)?,
+            signup: SignupMode::from_source(env)?,
+            password_hashing: HashingSettings::from_source(env)?,
+            request_timeout: millis_or(env, "REQUEST_TIMEOUT_MS", 10_000)?,
+            max_body_bytes: parse_or(env, "MAX_BODY_BYTES", 64 * 1024)?,
+            tenant_cache_ttl: millis_or(env, "TENANT_CACHE_TTL_MS", 5_000)?,
+            shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
+        })
+    }
+}
+
+impl DatabaseSettings {
+    fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let settings = Self {
+            url: required_secret(env, "DATABASE_URL", "the runtime role's connection string")?,
+            pool_size: parse_or(env, "DATABASE_POOL_SIZE", 10)?,
+            pool_timeout: millis_or(env, "DATABASE_POOL_TIMEOUT_MS", 2_000)?,
+            connect_timeout: millis_or(env, "DATABASE_CONNECT_TIMEOUT_MS", 5_000)?,
+            statement_timeout: millis_or(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5_000)?,
+        };
+        ensure!(settings.pool_size >= 1, "DATABASE_POOL_SIZE must be at least 1");
+        ensure!(
+            !settings.statement_timeout.is_zero(),
+            "DATABASE_STATEMENT_TIMEOUT_MS must be positive (0 would disable the timeout)"
+        );
+        Ok(settings)
+    }
+}
+
+impl JwtSettings {
+    fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let keys = required_secret(env, "JWT_KEYS", "comma-separated kid:secret pairs")?;
+        let ttl_seconds: u64 = parse_or(env, "JWT_TTL_SECONDS", 3600)?;
+        ensure!(
+            (60..=86_400).contains(&ttl_seconds),
+            "JWT_TTL_SECONDS must be between 60 and 86400, got {ttl_seconds}"
+        );
+        Ok(Self {
+            keys: parse_jwt_keys(secrecy::ExposeSecret::expose_secret(&keys))?,
+            issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "tenantry".to_owned()),
+            ttl: Duration::from_secs(ttl_seconds),
+        })
+    }
+}
+
+/// Parses `kid:secret[,kid:secret...]`. Secrets are never echoed in errors.
+fn parse_jwt_keys(raw: &str) -> anyhow::Result<Vec<(String, SecretString)>> {
+    let mut keys: Vec<(String, SecretString)> = Vec::new();
+    for (index, entry) in raw.split(',').map(str::trim).enumerate() {
+        let position = index + 1;
+        let Some((kid, secret)) = entry.split_once(':') else {
+            bail!("JWT_KEYS entry {position} is not of the form kid:secret");
+        };
+        ensure!(
+            !kid.is_empty()
+                && kid.len() <= 64
+                && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "JWT_KEYS entry {position}: a kid is 1-64 characters of A-Z a-z 0-9 . _ -"
+        );
+        ensure!(
+            secret.len() >= 32,
+            "JWT_KEYS entry {position} (kid {kid}): the secret must be at least 32 bytes"
+        );
+        ensure!(
+            keys.iter().all(|(existing, _)| existing != kid),
+            "JWT_KEYS: kid {kid} appears twice"
+        );
+        keys.push((kid.to_owned(), SecretString::from(secret.to_owned())));
+    }
+    Ok(keys)
+}
+
+impl SignupMode {
+    fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        match env.get("SIGNUP_MODE").as_deref() {
+            None | Some("admin") => {
+                let admin_token = required_secret(
+                    env,
+                    "ADMIN_TOKEN",
+                    "the bearer token for POST /api/tenants (or set SIGNUP_MODE=open)",
+                )?;
+                ensure!(
+                    secrecy::ExposeSecret::expose_secret(&admin_token).len() >= 32,
+                    "ADMIN_TOKEN must be at least 32 characters"
+                );
+                Ok(Self::AdminOnly { admin_token })
+            }
+            Some("open") => Ok(Self::Open),
+            Some(other) => bail!("SIGNUP_MODE must be `open` or `admin`, got {other:?}"),
+        }
+    }
+}
+
+impl HashingSettings {
+    fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let settings = Self {
+            concurrency: parse_or(env, "PASSWORD_HASH_CONCURRENCY", cores.max(2))?,
+            queue_timeout: millis_or(env, "PASSWORD_HASH_QUEUE_TIMEOUT_MS", 1_000)?,
+        };
+        ensure!(settings.concurrency >= 1, "PASSWORD_HASH_CONCURRENCY must be at least 1");
+        Ok(settings)
+    }
+}
+
+impl MigrateSettings {
+    /// Reads the migration settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the migration settings from `env`.
+    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: required_secret(env, "MIGRATION_DATABASE_URL", "the owner role's connection string")?,
+            runtime_role_password: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
+        })
+    }
+}
+
+fn required_secret(env: &impl Source, name: &str, what: &str) -> anyhow::Result<SecretString> {
+    env.get(name)
+        .map(SecretString::from)
+        .with_context(|| format!("{name} is required: {what}"))
+}
+
+fn parse_or<T>(env: &impl Source, name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match env.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|error| anyhow::anyhow!("{name}={raw:?} is invalid: {error}")),
+    }
+}
+
+fn millis_or(env: &impl Source, name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    parse_or(env, name, default_ms).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    const KEY: &str = "k1:0123456789abcdef0123456789abcdef";
+
+    fn source(pairs: &[(&str, &str)]) -> impl Source {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![("DATABASE_URL", "postgres://app@db/tenantry"), ("JWT_KEYS", KEY), ("SIGNUP_MODE", "open")]
+    }
+
+    #[test]
+    fn defaults_fill_everything_optional() {
+        let settings = Settings::from_source(&source(&minimal())).expect("valid");
+        assert_eq!(settings.port, 8080);
+        assert_eq!(settings.base_domain.as_str(), "localhost");
+        assert_eq!(settings.database.pool_size, 10);
+        assert_eq!(settings.jwt.issuer, "tenantry");
+        assert!(matches!(settings.signup, SignupMode::Open));
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let error = Settings::from_source(&source(&[("JWT_KEYS", KEY), ("SIGNUP_MODE", "open")]))
+            .expect_err("must fail");
+        assert!(error.to_string().contains("DATABASE_URL is required"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_port_is_named_with_its_value() {
+        let mut env = minimal();
+        env.push(("PORT", "eighty"));
+        let error = Settings::from_source(&source(&env)).expect_err("must fail");
+        assert!(error.to_string().contains("PORT=\"eighty\" is invalid"), "{error}");
+    }
+
+    #[test]
+    fn admin_signup_is_the_default_and_needs_a_token() {
+        let env = [("DATABASE_URL", "postgres://x"), ("JWT_KEYS", KEY)];
+        let error = Settings::from_source(&source(&env)).expect_err("must fail");
+        assert!(error.to_string().contains("ADMIN_TOKEN is required"), "{error}");
+    }
+
+    #[test]
+    fn jwt_keys_keep_their_order_and_reject_short_secrets_without_echoing_them() {
+        let keys = parse_jwt_keys("new:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, old:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+            .expect("valid");
+        assert_eq!(keys[0].0, "new");
+        assert_eq!(keys[1].1.expose_secret(), "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+
+        let error = parse_jwt_keys("k:short-secret").expect_err("too short");
+        assert!(!error.to_string().contains("short-secret"), "{error}");
+        assert!(parse_jwt_keys("bad kid!:0123456789abcdef0123456789abcdef").is_err());
+        assert!(parse_jwt_keys(&format!("{KEY},{KEY}")).is_err(), "duplicate kid");
+    }
+
+    #[test]
+    fn an_unknown_signup_mode_is_rejected() {
+        let mut env = minimal();
+        env.retain(|(k, _)| *k != "SIGNUP_MODE");
+        env.push(("SIGNUP_MODE", "sometimes"));
+        assert!(Settings::from_source(&source(&env)).is_err());
+    }
+}

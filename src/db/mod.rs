@@ -1,0 +1,116 @@
+//! PostgreSQL access: the pool, the tenant transaction, migrations and the
+//! boot-time isolation audit.
+//!
+//! The service connects as the runtime role (`tenantry_app`), which RLS
+//! constrains; tenant data is reachable only through [`Db::with_tenant`],
+//! which hands out a [`TenantTx`]. Migrations run separately, as the owner
+//! role, through [`migrate::run`].
+
+pub mod audit;
+pub mod local;
+pub mod migrate;
+mod tenant_tx;
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+pub use self::tenant_tx::TenantTx;
+use crate::{config::DatabaseSettings, error::Result, tenant::TenantId};
+
+/// Sets the tenant and the statement timeout for the current transaction only
+/// (`is_local = true`), in one round trip. Both are cleared by COMMIT or
+/// ROLLBACK, so nothing carries over to the next user of the connection.
+const BIND_TRANSACTION_SQL: &str =
+    "select set_config('app.tenant_id', $1, true), set_config('statement_timeout', $2, true)";
+
+/// The service's handle on its database: a pool of runtime-role connections.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    /// `statement_timeout` for tenant transactions, in milliseconds, as text.
+    statement_timeout_ms: String,
+}
+
+impl Db {
+    /// Builds the pool. Connections are opened lazily, so this does not touch
+    /// the network; [`Db::ping`] does.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret())
+            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        config.application_name("tenantry");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(settings.connect_timeout);
+        }
+        // Defaults for anything outside a tenant transaction (the registry
+        // lookup, readiness): a bound on runaway statements and on a
+        // transaction left idle by a bug.
+        config.options(format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            settings.statement_timeout.as_millis(),
+            settings.statement_timeout.as_millis() * 2
+        ));
+        // Fast recycling is safe because tenant state never outlives a
+        // transaction (see BIND_TRANSACTION_SQL) and a dropped tokio-postgres
+        // Transaction rolls back; Clean would cost seven statements per checkout.
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.pool_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("could not build the database pool")?;
+        Ok(Self { pool, statement_timeout_ms: settings.statement_timeout.as_millis().to_string() })
+    }
+
+    /// The underlying pool, for tenant-less work: the registry lookup,
+    /// readiness and the boot audit. Never for tenant data.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Checks that a connection can be made and answers, within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        let check = async {
+            let client = self.pool.get().await?;
+            client.simple_query("select 1").await?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, check)
+            .await
+            .map_err(|_| crate::error::ApiError::Unavailable(anyhow::anyhow!("readiness check timed out")))?
+    }
+
+    /// Runs `work` in one transaction whose RLS context is `tenant`.
+    ///
+    /// This is the only way to reach tenant data: query functions take a
+    /// [`TenantTx`], and the only place one is made is here, after the tenant
+    /// was set. The setting is transaction-local, so the pooled connection goes
+    /// back clean whether `work` succeeds (COMMIT), fails or is cancelled (the
+    /// dropped transaction rolls back).
+    pub async fn with_tenant<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let bind = transaction.prepare_cached(BIND_TRANSACTION_SQL).await?;
+        transaction
+            .execute(&bind, &[&tenant.to_string(), &self.statement_timeout_ms])
+            .await?;
+        let tx = TenantTx::new(transaction, tenant);
+        let value = work(&tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+}

@@ -1,0 +1,61 @@
+//! [`TenantTx`]: a transaction already bound to one tenant.
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::{Row, types::ToSql};
+
+use crate::tenant::TenantId;
+
+/// Query parameters, as tokio-postgres takes them.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A transaction in which `app.tenant_id` is set. Tenant-scoped queries take
+/// `&TenantTx`, never a bare client, so a query cannot run without a tenant.
+///
+/// It deliberately exposes only parameterised, prepared statements: no
+/// `batch_execute`, no raw `BEGIN`/`COMMIT`, nothing that could change the
+/// tenant or end the transaction early.
+pub struct TenantTx<'a> {
+    transaction: Transaction<'a>,
+    tenant: TenantId,
+}
+
+impl<'a> TenantTx<'a> {
+    pub(super) fn new(transaction: Transaction<'a>, tenant: TenantId) -> Self {
+        Self { transaction, tenant }
+    }
+
+    pub(super) async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.transaction.commit().await
+    }
+
+    /// The tenant this transaction is bound to. Queries also filter on it
+    /// explicitly (`where tenant_id = $1`): RLS is the guard, the predicate
+    /// lets the planner (and Citus) go straight to the tenant's rows.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Runs a statement and returns its rows.
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        self.transaction.query(&statement, params).await
+    }
+
+    /// Runs a statement that returns exactly one row.
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        self.transaction.query_one(&statement, params).await
+    }
+
+    /// Runs a statement that returns at most one row.
+    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        self.transaction.query_opt(&statement, params).await
+    }
+
+    /// Runs a statement and returns how many rows it affected.
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        self.transaction.execute(&statement, params).await
+    }
+}

@@ -1,0 +1,280 @@
+//! The one error type of the HTTP API, and its JSON shape.
+//!
+//! Every handler and extractor returns [`ApiError`]. Its variants are the
+//! outcomes a client may see; anything unanticipated goes into
+//! [`ApiError::Unexpected`], is logged with its cause chain, and is rendered as
+//! an opaque 500. Database text, constraint names and stack traces never reach
+//! a client: the message of every variant is written here, not copied from a
+//! library.
+//!
+//! Body shape, everywhere:
+//! `{"error": {"code": "not_found", "message": "note not found"}}`, plus a
+//! `field` for validation errors.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+/// `Result` with [`ApiError`] as the default error.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// A client-visible failure. See the module docs for the JSON it renders to.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be parsed (JSON syntax, path, query, cursor).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400: the Host header is missing, repeated or not a valid host name.
+    #[error("the Host header is missing or malformed")]
+    InvalidHost,
+    /// 401: no usable bearer token. The reason is logged, never returned.
+    #[error("authentication required")]
+    Unauthorized,
+    /// 401: login failed; the same answer for an unknown user and a wrong password.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 403: the tenant exists but is suspended.
+    #[error("this tenant is suspended")]
+    TenantSuspended,
+    /// 404: no such row for this caller. The same for "missing" and "someone else's".
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 404: the Host does not belong to any tenant.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// 405: the path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: a uniqueness conflict inside the caller's tenant.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// 413: the body is larger than the configured limit.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("expected a JSON body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: well-formed but invalid input; `field` names the offending field.
+    #[error("{message}")]
+    Validation { field: String, message: String },
+    /// 503: the service sheds load (e.g. every password-hashing slot is busy).
+    #[error("{0}")]
+    Busy(&'static str),
+    /// 503: the database is unreachable, the pool is exhausted, or a statement
+    /// timed out. Nothing was committed.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// 503: the request took longer than the configured request timeout.
+    #[error("the request took too long")]
+    Timeout,
+    /// 500: anything unanticipated. Logged in full, rendered opaque.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// Shorthand for a 422 on `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation { field: field.into(), message: message.into() }
+    }
+
+    /// The HTTP status this error is rendered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::InvalidHost => StatusCode::BAD_REQUEST,
+            Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::TenantSuspended => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::UnknownTenant => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Busy(_) | Self::Unavailable(_) | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::InvalidHost => "invalid_host",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Forbidden(_) => "forbidden",
+            Self::TenantSuspended => "tenant_suspended",
+            Self::NotFound(_) => "not_found",
+            Self::UnknownTenant => "unknown_tenant",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation { .. } => "validation_failed",
+            Self::Busy(_) => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout => "timeout",
+            Self::Unexpected(_) => "internal",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            // `#[error(transparent)]` would forward the cause's text: never leak it.
+            Self::Unexpected(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            // Log once, here at the boundary; `{:#}` prints the cause chain.
+            Self::Unexpected(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = format!("{cause:#}"), "database unavailable"),
+            _ => {}
+        }
+        let field = match &self {
+            Self::Validation { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code(), message: self.public_message(), field },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    /// Outages, timeouts and transient conflicts are 503s (retryable, nothing
+    /// committed); any other database error is unexpected. Constraint violations
+    /// a client can cause are mapped at the call site with
+    /// [`ResultExt::on_constraint`] before they get here.
+    fn from(error: tokio_postgres::Error) -> Self {
+        if is_transient(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Unexpected(error.into())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match error {
+            PoolError::Backend(db) => db.into(),
+            // Waiting for a connection timed out, or a new connection could
+            // not be made: the database is busy or away.
+            other => Self::Unavailable(other.into()),
+        }
+    }
+}
+
+/// Whether a database error says "try again later" rather than "this is wrong".
+fn is_transient(error: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    let Some(db) = error.as_db_error() else {
+        // No server answer: the connection closed or the socket failed. Other
+        // driver errors (a wrong parameter type, say) are bugs, not outages.
+        return error.is_closed() || error.source().is_some_and(|source| source.is::<std::io::Error>());
+    };
+    let code = db.code().code();
+    matches!(
+        code,
+        // query_canceled (statement_timeout), admin/crash shutdown, cannot connect now
+        "57014" | "57P01" | "57P02" | "57P03" |
+        // serialization failure, deadlock
+        "40001" | "40P01" |
+        // too many connections, out of memory, disk full
+        "53300" | "53200" | "53100" |
+        // lock_not_available (lock_timeout)
+        "55P03"
+    ) || code.starts_with("08") // connection exceptions
+}
+
+/// Maps a named constraint violation to a client error at the call site.
+pub trait ResultExt<T> {
+    /// If the error is a violation of `constraint`, return `map()` instead.
+    fn on_constraint(self, constraint: &str, map: impl FnOnce() -> ApiError) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for Result<T, tokio_postgres::Error> {
+    fn on_constraint(self, constraint: &str, map: impl FnOnce() -> ApiError) -> Result<T> {
+        self.map_err(|error| {
+            let violated = error
+                .as_db_error()
+                .and_then(|db| db.constraint())
+                .is_some_and(|name| name == constraint);
+            if violated { map() } else { error.into() }
+        })
+    }
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn on_constraint(self, constraint: &str, map: impl FnOnce() -> ApiError) -> Result<T> {
+        self.map_err(|error| match error {
+            ApiError::Unexpected(cause) if violates(&cause, constraint) => map(),
+            other => other,
+        })
+    }
+}
+
+fn violates(cause: &anyhow::Error, constraint: &str) -> bool {
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|error| error.as_db_error())
+        .and_then(|db| db.constraint())
+        .is_some_and(|name| name == constraint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unexpected_errors_never_show_their_cause() {
+        let error = ApiError::Unexpected(anyhow::anyhow!("relation \"notes\" does not exist"));
+        assert_eq!(error.public_message(), "internal server error");
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn unavailable_errors_never_show_their_cause() {
+        let error = ApiError::Unavailable(anyhow::anyhow!("connection refused: 10.0.0.3"));
+        assert_eq!(error.public_message(), "the service is temporarily unavailable");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

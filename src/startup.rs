@@ -1,0 +1,200 @@
+//! Building and running the server: shared state, the layer stack, the
+//! boot-time audit, and graceful shutdown.
+//!
+//! [`Application::build`] binds the listener (so tests can bind port 0 and ask
+//! [`Application::port`]), connects as the runtime role and refuses to go on if
+//! the isolation audit fails. [`Application::run_until_stopped`] serves until
+//! SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish for
+//! up to `SHUTDOWN_TIMEOUT_MS`, and closes the pool.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderValue, StatusCode, header},
+    middleware,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, sensitive_headers::SetSensitiveHeadersLayer,
+    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
+};
+use tracing::Span;
+
+use crate::{
+    api::{self, middleware as mw},
+    auth::{jwt::JwtKeys, password::PasswordHasher},
+    config::{Settings, SignupMode},
+    db::{Db, audit},
+    tenant::resolver::TenantResolver,
+};
+
+/// How long start-up keeps retrying an unreachable database before giving up.
+const DATABASE_STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub tenants: Arc<TenantResolver>,
+    pub jwt: Arc<JwtKeys>,
+    pub passwords: Arc<PasswordHasher>,
+    pub signup: Arc<SignupMode>,
+}
+
+/// A server that is bound and audited, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    db: Db,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Connects, audits, binds. Fails (and the process exits non-zero) if the
+    /// database role could bypass tenant isolation.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database)?;
+        audit_database(&db).await?;
+        let state = AppState {
+            tenants: Arc::new(TenantResolver::new(
+                db.pool().clone(),
+                settings.base_domain.clone(),
+                settings.tenant_cache_ttl,
+            )),
+            db: db.clone(),
+            jwt: Arc::new(JwtKeys::new(&settings.jwt)?),
+            passwords: Arc::new(PasswordHasher::new(settings.password_hashing)?),
+            signup: Arc::new(settings.signup.clone()),
+        };
+        let router = with_layers(api::router().with_state(state.clone()), settings);
+        let address = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(address).await.with_context(|| format!("could not listen on {address}"))?;
+        Ok(Self { listener, router, state, db, shutdown_timeout: settings.shutdown_timeout })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or_default()
+    }
+
+    /// The state handlers share, for in-process callers such as `tenantry dev`.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting and lets
+    /// in-flight requests finish, for at most the shutdown timeout.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let draining = Arc::new(Notify::new());
+        let notify = Arc::clone(&draining);
+        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutdown requested; draining in-flight requests");
+                notify.notify_one();
+            });
+        let deadline = async {
+            draining.notified().await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = server => result.context("the HTTP server failed")?,
+            () = deadline => tracing::warn!("drain deadline reached; exiting with requests still in flight"),
+        }
+        self.db.pool().close();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Connects as the runtime role, retrying while the database is unreachable
+/// (not when it refuses us), and runs the isolation audit.
+async fn audit_database(db: &Db) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    let client = loop {
+        match db.pool().get().await {
+            Ok(client) => break client,
+            Err(error) if is_unreachable(&error) && started.elapsed() < DATABASE_STARTUP_DEADLINE => {
+                tracing::warn!(error = %error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error).context("could not connect to the database as the runtime role"),
+        }
+    };
+    audit::check(&client).await
+}
+
+fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => error.as_db_error().is_none(),
+        _ => true,
+    }
+}
+
+/// The cross-cutting layers, outermost first: request id, redaction, tracing,
+/// JSON errors, panic catching, the request deadline, body limits, and
+/// `Cache-Control: no-store` (tenant responses must never be cached by a
+/// shared cache keyed without the tenant).
+fn with_layers(router: Router, settings: &Settings) -> Router {
+    let layers = ServiceBuilder::new()
+        .layer(middleware::from_fn(mw::request_id))
+        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(TraceLayer::new_for_http().make_span_with(make_request_span))
+        .layer(middleware::from_fn(mw::json_errors))
+        .layer(CatchPanicLayer::custom(mw::panic_response))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    router.layer(layers)
+}
+
+/// The request span: method, route template (never the raw path, which holds
+/// ids), request id, and empty slots the tenant and auth extractors fill in.
+fn make_request_span(request: &Request) -> Span {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let request_id = request.headers().get(&mw::REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        http.request.method = %request.method(),
+        http.route = route,
+        request_id,
+        tenant.id = tracing::field::Empty,
+        tenant.slug = tracing::field::Empty,
+        user.id = tracing::field::Empty,
+    )
+}
+
+/// Completes on SIGTERM (Cloud Run's stop signal) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

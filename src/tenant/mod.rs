@@ -1,0 +1,158 @@
+//! Which tenant a request is for, decided from its Host and nothing else.
+//!
+//! Handlers that serve tenant data declare a [`Tenant`] (or an
+//! [`crate::auth::AuthUser`], which contains one) in their signature; the
+//! extractor canonicalises the Host (see [`host`]), resolves it through the
+//! registry (see [`resolver`]) and answers 400 for a malformed host, 404 for an
+//! unknown one and 403 for a suspended tenant, all before the handler runs and
+//! before any tenant data is touched. `X-Forwarded-Host`, `Forwarded` and
+//! friends are client-controlled and ignored.
+
+pub mod host;
+pub mod resolver;
+
+use std::fmt;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header::HOST, request::Parts},
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use self::{host::CanonicalHost, resolver::Resolution};
+use crate::{
+    error::{ApiError, Result},
+    startup::AppState,
+};
+
+/// A tenant's id. Constructed from the registry, the database or a verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(Uuid);
+
+impl TenantId {
+    /// Wraps a uuid known to name a tenant (or one about to be created).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The uuid, for query parameters.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whether a tenant may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    /// Parses the `tenants.status` column.
+    pub fn from_db(value: &str) -> Result<Self> {
+        match value {
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            other => Err(anyhow::anyhow!("unknown tenant status {other:?} in the registry").into()),
+        }
+    }
+}
+
+/// A tenant as the registry describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub plan: String,
+    pub status: TenantStatus,
+}
+
+/// The active tenant a request is for. Extracting it is what lets a handler
+/// open a tenant transaction.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantRecord);
+
+impl Tenant {
+    /// The tenant's id.
+    pub fn id(&self) -> TenantId {
+        self.0.id
+    }
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        if let Some(tenant) = parts.extensions.get::<Tenant>() {
+            return Ok(tenant.clone());
+        }
+        let host = request_host(parts)?;
+        let record = match state.tenants.resolve(&host).await? {
+            Resolution::Tenant(record) => record,
+            Resolution::Apex | Resolution::Unknown => return Err(ApiError::UnknownTenant),
+        };
+        let span = tracing::Span::current();
+        span.record("tenant.id", tracing::field::display(record.id));
+        span.record("tenant.slug", record.slug.as_str());
+        if record.status == TenantStatus::Suspended {
+            return Err(ApiError::TenantSuspended);
+        }
+        let tenant = Tenant(record);
+        parts.extensions.insert(tenant.clone());
+        Ok(tenant)
+    }
+}
+
+/// A request addressed to the base domain itself (the apex), where tenants are
+/// onboarded. Any other host gets a 404 for apex routes.
+#[derive(Debug, Clone, Copy)]
+pub struct Apex;
+
+impl FromRequestParts<AppState> for Apex {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let host = request_host(parts)?;
+        match state.tenants.resolve(&host).await? {
+            Resolution::Apex => Ok(Apex),
+            Resolution::Tenant(_) | Resolution::Unknown => Err(ApiError::NotFound("route not found")),
+        }
+    }
+}
+
+/// The request's canonical host: the absolute-form or HTTP/2 `:authority` if
+/// present, else the one Host header. Missing, repeated, malformed or
+/// disagreeing values are a 400 (RFC 9112 §3.2).
+fn request_host(parts: &Parts) -> Result<CanonicalHost> {
+    let mut headers = parts.headers.get_all(HOST).iter();
+    let header = headers.next();
+    if headers.next().is_some() {
+        return Err(ApiError::InvalidHost);
+    }
+    let header = header
+        .map(|value| value.to_str().map_err(|_| ApiError::InvalidHost))
+        .transpose()?
+        .map(|value| CanonicalHost::parse(value).map_err(|_| ApiError::InvalidHost))
+        .transpose()?;
+    let authority = parts
+        .uri
+        .authority()
+        .map(|authority| CanonicalHost::parse(authority.as_str()).map_err(|_| ApiError::InvalidHost))
+        .transpose()?;
+    match (authority, header) {
+        (Some(authority), Some(header)) if authority != header => Err(ApiError::InvalidHost),
+        (Some(host), _) | (None, Some(host)) => Ok(host),
+        (None, None) => Err(ApiError::InvalidHost),
+    }
+}
