@@ -1,0 +1,259 @@
+//! Isolation at the database level, as the runtime role, without the service:
+//! these hold even for a query the application gets wrong.
+
+use tokio_postgres::{Client, error::SqlState};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestTenant, spawn_app};
+
+/// Two tenants, each with a note, and a custom domain for acme.
+async fn two_tenants(app: &TestApp) -> (TestTenant, TestTenant) {
+    let acme = app.onboard("acme").await;
+    let globex = app.onboard("globex").await;
+    app.create_note(&acme, "acme note").await;
+    app.create_note(&globex, "globex note").await;
+    app.admin
+        .execute("insert into tenant_domains (domain, tenant_id) values ('notes.acme.io', $1)", &[&acme.id])
+        .await
+        .unwrap();
+    (acme, globex)
+}
+
+async fn count(client: &Client, table: &str) -> i64 {
+    client.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0)
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> SqlState {
+    error.code().cloned().unwrap_or_else(|| panic!("expected a database error, got {error}"))
+}
+
+#[tokio::test]
+async fn without_a_tenant_the_runtime_role_sees_nothing_and_writes_nothing() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let runtime = app.connect_as_runtime_role().await;
+
+    for table in ["users", "notes"] {
+        assert_eq!(count(&runtime, table).await, 0, "{table} leaked rows without a tenant");
+    }
+    // The registry is not readable at all, only through the lookup functions.
+    for table in ["tenants", "tenant_domains"] {
+        let error = runtime.query(&format!("select count(*) from {table}"), &[]).await.expect_err(table);
+        assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE);
+    }
+    let insert = runtime
+        .execute(
+            "insert into notes (tenant_id, id, user_id, content) values ($1, $2, $3, 'sneaky')",
+            &[&acme.id, &Uuid::now_v7(), &acme.owner_id],
+        )
+        .await
+        .expect_err("insert without a tenant must fail");
+    assert_eq!(sqlstate(&insert), SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(app.count("notes", acme.id).await, 1);
+}
+
+#[tokio::test]
+async fn an_empty_tenant_setting_fails_closed_without_an_error() {
+    let app = spawn_app().await;
+    two_tenants(&app).await;
+    let runtime = app.connect_as_runtime_role().await;
+    // What a pooled session looks like after a transaction used the setting.
+    runtime.batch_execute("select set_config('app.tenant_id', '', false)").await.unwrap();
+    assert_eq!(count(&runtime, "notes").await, 0);
+    assert_eq!(count(&runtime, "users").await, 0);
+}
+
+#[tokio::test]
+async fn with_a_tenant_set_only_that_tenants_rows_are_visible_or_writable() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let globex_before = app.fingerprint(globex.id).await;
+    let mut runtime = app.connect_as_runtime_role().await;
+    let tx = runtime.transaction().await.unwrap();
+    tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
+
+    let visible: Vec<Uuid> = tx.query("select tenant_id from notes", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(visible, [acme.id]);
+    let users: Vec<Uuid> = tx.query("select tenant_id from users", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(users, [acme.id]);
+
+    // Reaching for globex's rows by id changes nothing.
+    let updated = tx.execute("update notes set content = 'pwned' where tenant_id = $1", &[&globex.id]).await.unwrap();
+    let deleted = tx.execute("delete from users where tenant_id = $1", &[&globex.id]).await.unwrap();
+    assert_eq!((updated, deleted), (0, 0));
+    tx.commit().await.unwrap();
+    assert_eq!(app.fingerprint(globex.id).await, globex_before);
+}
+
+#[tokio::test]
+async fn writing_another_tenants_id_is_rejected_by_with_check() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let globex_before = app.fingerprint(globex.id).await;
+    let mut runtime = app.connect_as_runtime_role().await;
+
+    let attempts = [
+        (
+            "insert into notes (tenant_id, id, user_id, content) select $1, gen_random_uuid(), id, 'planted' from users limit 1",
+            "insert a row carrying globex's tenant_id",
+        ),
+        ("update notes set tenant_id = $1", "move acme's note into globex"),
+        ("update users set tenant_id = $1", "move acme's user into globex"),
+    ];
+    for (sql, what) in attempts {
+        let tx = runtime.transaction().await.unwrap();
+        tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
+        let error = tx.execute(sql, &[&globex.id]).await.expect_err(what);
+        assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{what}: {error}");
+    }
+    assert_eq!(app.fingerprint(globex.id).await, globex_before);
+}
+
+#[tokio::test]
+async fn the_runtime_role_cannot_disable_drop_or_bypass_the_policies() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let before = (app.fingerprint(acme.id).await, app.fingerprint(globex.id).await);
+    let runtime = app.connect_as_runtime_role().await;
+
+    for sql in [
+        "alter table notes disable row level security",
+        "alter table notes no force row level security",
+        "drop policy tenant_isolation on notes",
+        "create policy open_door on notes using (true)",
+        "truncate notes",
+        "truncate users cascade",
+        "select * from tenants",
+        "insert into tenants (id, slug, name) values (gen_random_uuid(), 'rogue', 'Rogue')",
+        "select * from tenant_domains",
+        "delete from tenant_domains",
+        "create table stash (tenant_id uuid)",
+        "set role tenantry_registry",
+    ] {
+        let result = runtime.batch_execute(sql).await;
+        let error = result.expect_err(sql);
+        assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {error}");
+    }
+    // row_security = off does not bypass anything: it turns the query into an error.
+    runtime.batch_execute("set row_security = off").await.unwrap();
+    let error = runtime.query("select * from notes", &[]).await.expect_err("row_security=off must not bypass RLS");
+    assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE);
+
+    assert_eq!((app.fingerprint(acme.id).await, app.fingerprint(globex.id).await), before);
+}
+
+#[tokio::test]
+async fn tenant_lookup_functions_answer_only_the_exact_question() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let runtime = app.connect_as_runtime_role().await;
+
+    let by_domain = runtime.query("select id from tenant_by_domain('notes.acme.io')", &[]).await.unwrap();
+    assert_eq!(by_domain.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [acme.id]);
+    let by_slug = runtime.query("select id from tenant_by_slug('globex')", &[]).await.unwrap();
+    assert_eq!(by_slug.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [globex.id]);
+    for pattern in ["%", "notes.acme.%", "", "NOTES.ACME.IO"] {
+        let rows = runtime.query("select id from tenant_by_domain($1)", &[&pattern]).await.unwrap();
+        assert!(rows.is_empty(), "{pattern:?} must not match");
+    }
+    assert!(runtime.query("select id from tenant_by_slug('%')", &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn create_tenant_only_runs_inside_a_transaction_bound_to_the_new_tenant() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let mut runtime = app.connect_as_runtime_role().await;
+    let new_id = Uuid::now_v7();
+
+    let unbound = runtime.execute("select create_tenant($1, 'rogue', 'Rogue', 'free')", &[&new_id]).await;
+    assert_eq!(sqlstate(&unbound.expect_err("no tenant bound")), SqlState::INSUFFICIENT_PRIVILEGE);
+
+    let tx = runtime.transaction().await.unwrap();
+    tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
+    let other = tx.execute("select create_tenant($1, 'rogue', 'Rogue', 'free')", &[&new_id]).await;
+    assert_eq!(sqlstate(&other.expect_err("bound to acme, not the new id")), SqlState::INSUFFICIENT_PRIVILEGE);
+    drop(tx);
+
+    let rogue = app.admin.query_opt("select 1 from tenants where slug = 'rogue'", &[]).await.unwrap();
+    assert!(rogue.is_none());
+}
+
+#[tokio::test]
+async fn a_pooled_connection_does_not_carry_a_tenant_into_the_next_checkout() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let db = single_connection_db(&app);
+    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+
+    let seen = db
+        .with_tenant(tenant, async |tx| Ok(tx.query("select id from notes", &[]).await?.len()))
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+
+    let client = db.pool().get().await.unwrap();
+    let setting: Option<String> =
+        client.query_one("select current_setting('app.tenant_id', true)", &[]).await.unwrap().get(0);
+    assert_eq!(setting.as_deref(), Some(""), "the tenant must not outlive the transaction");
+    assert_eq!(count(&client, "notes").await, 0);
+    assert_transaction_closed(&client).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let db = single_connection_db(&app);
+    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+
+    let slow = db.with_tenant(tenant, async |tx| {
+        tx.query("select pg_sleep(1)", &[]).await?;
+        Ok(())
+    });
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(200), slow).await.is_err(), "should time out");
+
+    let client = db.pool().get().await.unwrap();
+    let setting: Option<String> =
+        client.query_one("select current_setting('app.tenant_id', true)", &[]).await.unwrap().get(0);
+    assert_eq!(setting.as_deref(), Some(""));
+    assert_eq!(count(&client, "notes").await, 0);
+    assert_transaction_closed(&client).await;
+}
+
+#[tokio::test]
+async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let db = single_connection_db(&app);
+    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+
+    let failed = db
+        .with_tenant(tenant, async |tx| {
+            // A unique violation aborts the transaction server-side.
+            tx.execute("insert into users (tenant_id, id, username, email, password_hash) select tenant_id, id, username, email, password_hash from users", &[])
+                .await?;
+            Ok(())
+        })
+        .await;
+    assert!(failed.is_err());
+
+    let seen = db.with_tenant(tenant, async |tx| Ok(tx.query("select id from notes", &[]).await?.len())).await;
+    assert_eq!(seen.unwrap(), 1, "the next transaction on the same connection works");
+}
+
+/// A `Db` of the runtime role with a single connection, so every checkout
+/// reuses the connection the previous one used.
+fn single_connection_db(app: &TestApp) -> tenantry::db::Db {
+    let mut settings = crate::helpers::test_settings(app.cluster, &app.dbname).database;
+    settings.pool_size = 1;
+    tenantry::db::Db::connect(&settings).unwrap()
+}
+
+/// Two statements in one open transaction share a transaction id; in
+/// autocommit they do not.
+async fn assert_transaction_closed(client: &Client) {
+    let first: i64 = client.query_one("select txid_current()", &[]).await.unwrap().get(0);
+    let second: i64 = client.query_one("select txid_current()", &[]).await.unwrap().get(0);
+    assert_ne!(first, second, "a transaction was left open on the pooled connection");
+}

@@ -1,0 +1,424 @@
+//! The test harness: every test gets its own world.
+//!
+//! PostgreSQL is `TEST_DATABASE_URL` (a superuser URL) if set, otherwise the
+//! server on 127.0.0.1:5432 (user `postgres`) if it answers, otherwise a
+//! private cluster started from the system's binaries under the target dir.
+//! A database is migrated once per migration checksum, as the owner role,
+//! into a template; each test clones it (`CREATE DATABASE .. TEMPLATE`) and
+//! runs the real server on a random loopback port, connected as the runtime
+//! role, as in production. `TestApp::admin` is a superuser connection to the
+//! test's database: it bypasses RLS, for arranging state the API cannot
+//! create and for checking what really is in the tables.
+
+#![allow(dead_code, reason = "each test module uses a different part of the harness")]
+
+use std::{str::FromStr, time::Duration};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode, header::HOST};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tenantry::{
+    config::{DatabaseSettings, HashingSettings, JwtSettings, Settings, SignupMode},
+    db::{local, migrate},
+    startup::Application,
+};
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, Config, NoTls};
+use uuid::Uuid;
+
+/// Tenants live under this base domain in tests.
+pub const BASE_DOMAIN: &str = "example.test";
+/// Password of the owner and runtime roles in the test cluster.
+pub const ROLE_PASSWORD: &str = "tenantry-test-password";
+/// Signing keys: `current` signs, `previous` still verifies.
+pub const JWT_CURRENT: (&str, &str) = ("current", "test-signing-key-current-0123456789abcdef");
+pub const JWT_PREVIOUS: (&str, &str) = ("previous", "test-signing-key-previous-0123456789abcde");
+pub const JWT_ISSUER: &str = "tenantry-test";
+/// Port of the private cluster, when the harness has to start one.
+const PRIVATE_CLUSTER_PORT: u16 = 54330;
+
+/// Where the test databases live, and the template they are cloned from.
+pub struct TestCluster {
+    superuser: Config,
+    template: String,
+}
+
+static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// The shared cluster, set up once per test process.
+pub async fn cluster() -> &'static TestCluster {
+    CLUSTER.get_or_init(|| async { TestCluster::set_up().await }).await
+}
+
+impl TestCluster {
+    async fn set_up() -> Self {
+        let superuser = superuser_config().await;
+        let admin = connect(&superuser).await;
+        // Serialise set-up across test processes of the same cluster.
+        admin.execute("select pg_advisory_lock(7357)", &[]).await.expect("set-up lock");
+        local::ensure_owner_role(&admin).await.expect("owner role");
+        admin
+            .batch_execute(&format!("alter role {} password '{ROLE_PASSWORD}'", local::OWNER_ROLE))
+            .await
+            .expect("owner password");
+        let template = format!("tenantry_tpl_{}", migrations_fingerprint());
+        let exists = admin.query_opt("select 1 from pg_database where datname = $1", &[&template]).await.expect("query");
+        if exists.is_none() {
+            build_template(&superuser, &admin, &template).await;
+        }
+        sweep_leftovers(&admin, &template).await;
+        admin.execute("select pg_advisory_unlock(7357)", &[]).await.expect("set-up unlock");
+        Self { superuser, template }
+    }
+
+    /// A connection config for `user` (with the test password) on `dbname`.
+    pub fn config_for(&self, user: &str, dbname: &str) -> Config {
+        let mut config = self.superuser.clone();
+        config.user(user).password(ROLE_PASSWORD).dbname(dbname);
+        config
+    }
+
+    /// The superuser config on `dbname`.
+    pub fn superuser_on(&self, dbname: &str) -> Config {
+        let mut config = self.superuser.clone();
+        config.dbname(dbname);
+        config
+    }
+
+    /// A URL for `user` on `dbname`, as `DATABASE_URL` takes it.
+    pub fn url_for(&self, user: &str, dbname: &str) -> String {
+        let host = match self.superuser.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = self.superuser.get_ports().first().copied().unwrap_or(5432);
+        format!("postgres://{user}:{ROLE_PASSWORD}@{host}:{port}/{dbname}")
+    }
+
+    /// A new, empty database owned by the owner role (not migrated).
+    pub async fn empty_database(&self) -> String {
+        self.new_database(None).await
+    }
+
+    /// A new database cloned from the migrated template.
+    pub async fn migrated_database(&self) -> String {
+        self.new_database(Some(&self.template)).await
+    }
+
+    async fn new_database(&self, template: Option<&str>) -> String {
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let name = format!("test_{created}_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let admin = connect(&self.superuser).await;
+        local::ensure_database(&admin, &name, template).await.expect("create test database");
+        name
+    }
+}
+
+/// `TEST_DATABASE_URL`, else 127.0.0.1:5432 as `postgres`, else a private cluster.
+async fn superuser_config() -> Config {
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        return Config::from_str(&url).expect("TEST_DATABASE_URL must be a valid PostgreSQL URL");
+    }
+    let mut system = Config::new();
+    system.host("127.0.0.1").port(5432).user("postgres").dbname("postgres");
+    system.connect_timeout(Duration::from_secs(2));
+    if system.connect(NoTls).await.is_ok() {
+        return system;
+    }
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tenantry-test-pg");
+    let options = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=300"];
+    let cluster = tokio::task::spawn_blocking(move || local::LocalCluster::ensure_running(&root, PRIVATE_CLUSTER_PORT, &options))
+        .await
+        .expect("cluster task")
+        .unwrap_or_else(|error| {
+            panic!("no PostgreSQL for the tests: set TEST_DATABASE_URL, run one on 127.0.0.1:5432, or install the server binaries.\n{error:#}")
+        });
+    cluster.config(local::SUPERUSER, "postgres")
+}
+
+/// Migrates a scratch database as the owner role, then publishes it under
+/// `template` by renaming (so a crash never leaves a half-built template).
+async fn build_template(superuser: &Config, admin: &Client, template: &str) {
+    let building = format!("{template}_building_{}", std::process::id());
+    admin.batch_execute(&format!("drop database if exists \"{building}\"")).await.expect("drop stale");
+    local::ensure_database(admin, &building, None).await.expect("create template");
+    {
+        let mut owner_config = superuser.clone();
+        owner_config.user(local::OWNER_ROLE).password(ROLE_PASSWORD).dbname(&building);
+        let mut owner = connect(&owner_config).await;
+        let password = SecretString::from(ROLE_PASSWORD);
+        migrate::run(&mut owner, Some(&password)).await.expect("migrate the template as the owner role");
+    }
+    // The owner connection must be gone before the database can be renamed or cloned.
+    for _ in 0..50 {
+        let renamed = admin.batch_execute(&format!("alter database \"{building}\" rename to \"{template}\"")).await;
+        if renamed.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not publish the template database {template}");
+}
+
+/// Drops test databases older than an hour and templates of other migration
+/// sets. Databases still in use by a running test cannot be dropped; that error
+/// is expected and ignored.
+async fn sweep_leftovers(admin: &Client, template: &str) {
+    let cutoff = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 3600;
+    let rows = admin
+        .query("select datname from pg_database where datname like 'test\\_%' or datname like 'tenantry\\_tpl\\_%'", &[])
+        .await
+        .expect("list databases");
+    for row in rows {
+        let name: String = row.get(0);
+        let stale = match name.strip_prefix("test_").and_then(|rest| rest.split('_').next()) {
+            Some(created) => created.parse::<u64>().is_ok_and(|created| created < cutoff),
+            None => name != template,
+        };
+        if stale {
+            let _ = admin.batch_execute(&format!("drop database if exists \"{name}\"")).await;
+        }
+    }
+}
+
+/// Changes whenever any SQL the migration runs changes.
+fn migrations_fingerprint() -> String {
+    let mut hasher = Sha256::new();
+    for migration in migrate::MIGRATIONS {
+        hasher.update(migration.sql.as_bytes());
+    }
+    for extra in ["sql/roles.sql", "sql/grants.sql"] {
+        let path = format!("{}/{extra}", env!("CARGO_MANIFEST_DIR"));
+        hasher.update(std::fs::read(path).expect("sql file"));
+    }
+    hasher.finalize().iter().take(6).map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Connects and drives the connection in the background.
+pub async fn connect(config: &Config) -> Client {
+    let (client, connection) = config.connect(NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Settings for a test server on `dbname`: port 0, runtime role, small pool.
+pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
+    Settings {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        base_domain: BASE_DOMAIN.parse().expect("base domain"),
+        database: DatabaseSettings {
+            url: SecretString::from(cluster.url_for("tenantry_app", dbname)),
+            pool_size: 4,
+            pool_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        },
+        jwt: JwtSettings {
+            keys: vec![
+                (JWT_CURRENT.0.to_owned(), SecretString::from(JWT_CURRENT.1)),
+                (JWT_PREVIOUS.0.to_owned(), SecretString::from(JWT_PREVIOUS.1)),
+            ],
+            issuer: JWT_ISSUER.to_owned(),
+            ttl: Duration::from_secs(3600),
+        },
+        signup: SignupMode::Open,
+        password_hashing: HashingSettings { concurrency: 4, queue_timeout: Duration::from_secs(10) },
+        request_timeout: Duration::from_secs(15),
+        max_body_bytes: 64 * 1024,
+        tenant_cache_ttl: Duration::ZERO,
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub port: u16,
+    pub dbname: String,
+    pub cluster: &'static TestCluster,
+    /// Superuser on this test's database: bypasses RLS.
+    pub admin: Client,
+    pub http: reqwest::Client,
+}
+
+/// A tenant created through the API, with its owner signed in.
+pub struct TestTenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub host: String,
+    pub owner_id: Uuid,
+    pub token: String,
+}
+
+/// Starts a server with the default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after `customize` adjusted its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let cluster = cluster().await;
+    let dbname = cluster.migrated_database().await;
+    let mut settings = test_settings(cluster, &dbname);
+    customize(&mut settings);
+    let app = Application::build(&settings).await.expect("the test server starts");
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        port,
+        admin: connect(&cluster.superuser_on(&dbname)).await,
+        dbname,
+        cluster,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+    }
+}
+
+impl TestApp {
+    /// A request to `path` with the given Host header.
+    pub fn request(&self, method: Method, host: &str, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("http://127.0.0.1:{}{path}", self.port)).header(HOST, host)
+    }
+
+    pub fn get(&self, host: &str, path: &str) -> RequestBuilder {
+        self.request(Method::GET, host, path)
+    }
+
+    pub fn post(&self, host: &str, path: &str) -> RequestBuilder {
+        self.request(Method::POST, host, path)
+    }
+
+    pub fn patch(&self, host: &str, path: &str) -> RequestBuilder {
+        self.request(Method::PATCH, host, path)
+    }
+
+    pub fn delete(&self, host: &str, path: &str) -> RequestBuilder {
+        self.request(Method::DELETE, host, path)
+    }
+
+    /// The host of tenant `slug`.
+    pub fn host(slug: &str) -> String {
+        format!("{slug}.{BASE_DOMAIN}")
+    }
+
+    /// Onboards `slug` with owner `{slug}-owner` and signs the owner in.
+    pub async fn onboard(&self, slug: &str) -> TestTenant {
+        let response = self
+            .post(BASE_DOMAIN, "/api/tenants")
+            .json(&json!({
+                "slug": slug,
+                "name": format!("{slug} Inc."),
+                "owner": { "username": format!("{slug}-owner"), "email": format!("owner@{slug}.test"), "password": "owner-password" }
+            }))
+            .send()
+            .await
+            .expect("onboarding request");
+        assert_eq!(response.status(), StatusCode::CREATED, "onboarding {slug}");
+        let body: Value = response.json().await.expect("json");
+        let host = Self::host(slug);
+        let token = self.login(&host, &format!("{slug}-owner"), "owner-password").await;
+        TestTenant {
+            id: body["tenant"]["id"].as_str().expect("tenant id").parse().expect("uuid"),
+            slug: slug.to_owned(),
+            owner_id: body["owner"]["id"].as_str().expect("owner id").parse().expect("uuid"),
+            host,
+            token,
+        }
+    }
+
+    /// Registers a member on `host` and returns (user id, token).
+    pub async fn register(&self, host: &str, username: &str) -> (Uuid, String) {
+        let response = self
+            .post(host, "/api/register")
+            .json(&json!({ "username": username, "email": format!("{username}@mail.test"), "password": "member-password" }))
+            .send()
+            .await
+            .expect("register request");
+        assert_eq!(response.status(), StatusCode::CREATED, "registering {username} on {host}");
+        let body: Value = response.json().await.expect("json");
+        let id = body["id"].as_str().expect("id").parse().expect("uuid");
+        (id, self.login(host, username, "member-password").await)
+    }
+
+    /// Signs in and returns the bearer token.
+    pub async fn login(&self, host: &str, username: &str, password: &str) -> String {
+        let response = self
+            .post(host, "/api/login")
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), StatusCode::OK, "login of {username} on {host}");
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a note and returns its id.
+    pub async fn create_note(&self, tenant: &TestTenant, content: &str) -> Uuid {
+        let response = self
+            .post(&tenant.host, "/api/notes")
+            .bearer_auth(&tenant.token)
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .expect("create note");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    /// A digest of every row `tenant` has in every tenant table, read as the
+    /// superuser: equal digests before and after mean nothing changed.
+    pub async fn fingerprint(&self, tenant: Uuid) -> String {
+        let row = self
+            .admin
+            .query_one(
+                "select (select coalesce(md5(string_agg(u::text, '|' order by u.id)), '-') from users u where u.tenant_id = $1)
+                     || (select coalesce(md5(string_agg(n::text, '|' order by n.id)), '-') from notes n where n.tenant_id = $1)
+                     || (select coalesce(md5(string_agg(d::text, '|' order by d.domain)), '-') from tenant_domains d where d.tenant_id = $1)
+                     || (select coalesce(md5(t::text), '-') from tenants t where t.id = $1)",
+                &[&tenant],
+            )
+            .await
+            .expect("fingerprint");
+        row.get(0)
+    }
+
+    /// Rows of `table` belonging to `tenant`, counted as the superuser.
+    pub async fn count(&self, table: &str, tenant: Uuid) -> i64 {
+        self.admin
+            .query_one(&format!("select count(*) from {table} where tenant_id = $1"), &[&tenant])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    /// A direct connection as the runtime role, outside the service.
+    pub async fn connect_as_runtime_role(&self) -> Client {
+        connect(&self.cluster.config_for("tenantry_app", &self.dbname)).await
+    }
+}
+
+/// Asserts the status and the JSON error shape, and returns the error code.
+pub async fn expect_error(response: Response, status: StatusCode) -> String {
+    let actual = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert!(content_type.starts_with("application/json"), "error content type was {content_type:?}: {text}");
+    assert_no_internals(&text);
+    let body: Value = serde_json::from_str(&text).expect("error body is JSON");
+    let error = body["error"].as_object().unwrap_or_else(|| panic!("no error object in {text}"));
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {text}");
+    error["code"].as_str().expect("error code").to_owned()
+}
+
+/// Fails if a response body shows database or Rust internals.
+pub fn assert_no_internals(text: &str) {
+    let lower = text.to_lowercase();
+    for leak in ["postgres", "sql", "constraint", "violates", "relation", "panicked", "tenantry::", "struct ", "stack", "rls"] {
+        assert!(!lower.contains(leak), "response leaks internals ({leak}): {text}");
+    }
+}
