@@ -39,7 +39,11 @@ enum Command {
 /// with the cause chain on stderr.
 pub async fn run() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Dev);
-    let default_format = if matches!(command, Command::Dev) { LogFormat::Pretty } else { LogFormat::Json };
+    let default_format = if matches!(command, Command::Dev) {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    };
     let format = match LogFormat::from_env(default_format) {
         Ok(format) => format,
         Err(error) => {
@@ -79,7 +83,10 @@ async fn run_migrations() -> anyhow::Result<()> {
     let settings = MigrateSettings::from_env()?;
     let config = tokio_postgres::Config::from_str(settings.url.expose_secret())
         .context("MIGRATION_DATABASE_URL is not a valid PostgreSQL connection string")?;
-    let (mut client, connection) = config.connect(NoTls).await.context("could not connect as the owner role")?;
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .context("could not connect as the owner role")?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::error!(error = %error, "migration connection failed");

@@ -142,7 +142,10 @@ impl DatabaseSettings {
             connect_timeout: millis_or(env, "DATABASE_CONNECT_TIMEOUT_MS", 5_000)?,
             statement_timeout: millis_or(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5_000)?,
         };
-        ensure!(settings.pool_size >= 1, "DATABASE_POOL_SIZE must be at least 1");
+        ensure!(
+            settings.pool_size >= 1,
+            "DATABASE_POOL_SIZE must be at least 1"
+        );
         ensure!(
             !settings.statement_timeout.is_zero(),
             "DATABASE_STATEMENT_TIMEOUT_MS must be positive (0 would disable the timeout)"
@@ -161,7 +164,9 @@ impl JwtSettings {
         );
         Ok(Self {
             keys: parse_jwt_keys(secrecy::ExposeSecret::expose_secret(&keys))?,
-            issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "tenantry".to_owned()),
+            issuer: env
+                .get("JWT_ISSUER")
+                .unwrap_or_else(|| "tenantry".to_owned()),
             ttl: Duration::from_secs(ttl_seconds),
         })
     }
@@ -178,7 +183,9 @@ fn parse_jwt_keys(raw: &str) -> anyhow::Result<Vec<(String, SecretString)>> {
         ensure!(
             !kid.is_empty()
                 && kid.len() <= 64
-                && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                && kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
             "JWT_KEYS entry {position}: a kid is 1-64 characters of A-Z a-z 0-9 . _ -"
         );
         ensure!(
@@ -222,7 +229,10 @@ impl HashingSettings {
             concurrency: parse_or(env, "PASSWORD_HASH_CONCURRENCY", cores.max(2))?,
             queue_timeout: millis_or(env, "PASSWORD_HASH_QUEUE_TIMEOUT_MS", 1_000)?,
         };
-        ensure!(settings.concurrency >= 1, "PASSWORD_HASH_CONCURRENCY must be at least 1");
+        ensure!(
+            settings.concurrency >= 1,
+            "PASSWORD_HASH_CONCURRENCY must be at least 1"
+        );
         Ok(settings)
     }
 }
@@ -236,7 +246,11 @@ impl MigrateSettings {
     /// Reads the migration settings from `env`.
     pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
         Ok(Self {
-            url: required_secret(env, "MIGRATION_DATABASE_URL", "the owner role's connection string")?,
+            url: required_secret(
+                env,
+                "MIGRATION_DATABASE_URL",
+                "the owner role's connection string",
+            )?,
             runtime_role_password: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
         })
     }
@@ -277,13 +291,19 @@ mod tests {
     const KEY: &str = "k1:0123456789abcdef0123456789abcdef";
 
     fn source(pairs: &[(&str, &str)]) -> impl Source {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |name: &str| map.get(name).cloned()
     }
 
     fn minimal() -> Vec<(&'static str, &'static str)> {
-        vec![("DATABASE_URL", "postgres://app@db/tenantry"), ("JWT_KEYS", KEY), ("SIGNUP_MODE", "open")]
+        vec![
+            ("DATABASE_URL", "postgres://app@db/tenantry"),
+            ("JWT_KEYS", KEY),
+            ("SIGNUP_MODE", "open"),
+        ]
     }
 
     #[test]
@@ -300,7 +320,10 @@ mod tests {
     fn a_missing_database_url_is_named() {
         let error = Settings::from_source(&source(&[("JWT_KEYS", KEY), ("SIGNUP_MODE", "open")]))
             .expect_err("must fail");
-        assert!(error.to_string().contains("DATABASE_URL is required"), "{error}");
+        assert!(
+            error.to_string().contains("DATABASE_URL is required"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -308,27 +331,41 @@ mod tests {
         let mut env = minimal();
         env.push(("PORT", "eighty"));
         let error = Settings::from_source(&source(&env)).expect_err("must fail");
-        assert!(error.to_string().contains("PORT=\"eighty\" is invalid"), "{error}");
+        assert!(
+            error.to_string().contains("PORT=\"eighty\" is invalid"),
+            "{error}"
+        );
     }
 
     #[test]
     fn admin_signup_is_the_default_and_needs_a_token() {
         let env = [("DATABASE_URL", "postgres://x"), ("JWT_KEYS", KEY)];
         let error = Settings::from_source(&source(&env)).expect_err("must fail");
-        assert!(error.to_string().contains("ADMIN_TOKEN is required"), "{error}");
+        assert!(
+            error.to_string().contains("ADMIN_TOKEN is required"),
+            "{error}"
+        );
     }
 
     #[test]
     fn jwt_keys_keep_their_order_and_reject_short_secrets_without_echoing_them() {
-        let keys = parse_jwt_keys("new:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, old:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
-            .expect("valid");
+        let keys = parse_jwt_keys(
+            "new:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, old:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        )
+        .expect("valid");
         assert_eq!(keys[0].0, "new");
-        assert_eq!(keys[1].1.expose_secret(), "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+        assert_eq!(
+            keys[1].1.expose_secret(),
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+        );
 
         let error = parse_jwt_keys("k:short-secret").expect_err("too short");
         assert!(!error.to_string().contains("short-secret"), "{error}");
         assert!(parse_jwt_keys("bad kid!:0123456789abcdef0123456789abcdef").is_err());
-        assert!(parse_jwt_keys(&format!("{KEY},{KEY}")).is_err(), "duplicate kid");
+        assert!(
+            parse_jwt_keys(&format!("{KEY},{KEY}")).is_err(),
+            "duplicate kid"
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_source(&env)?;
     let app = Application::build(&settings).await?;
     seed_demo_tenants(app.state()).await?;
-    print_examples(app.port(), settings.base_domain.as_str(), local.as_ref().map(|(cluster, _)| cluster))?;
+    print_examples(
+        app.port(),
+        settings.base_domain.as_str(),
+        local.as_ref().map(|(cluster, _)| cluster),
+    )?;
     let served = app.run_until_stopped().await;
     if let Some((cluster, _)) = local.filter(|(cluster, _)| cluster.started_here()) {
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
@@ -69,15 +73,20 @@ pub async fn run() -> anyhow::Result<()> {
 /// Starts (or reuses) the private cluster, migrates it, and returns it with
 /// the runtime role's URL.
 async fn start_local_database() -> anyhow::Result<(LocalCluster, String)> {
-    let root = ProcessEnv
-        .get("DEV_DATA_DIR")
-        .map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.devdb")), PathBuf::from);
+    let root = ProcessEnv.get("DEV_DATA_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.devdb")),
+        PathBuf::from,
+    );
     let port = match ProcessEnv.get("DEV_PG_PORT") {
-        Some(raw) => raw.parse().with_context(|| format!("DEV_PG_PORT={raw:?} is not a port"))?,
+        Some(raw) => raw
+            .parse()
+            .with_context(|| format!("DEV_PG_PORT={raw:?} is not a port"))?,
         None => DEFAULT_PG_PORT,
     };
     tracing::info!(dir = %root.display(), port, "starting the local PostgreSQL cluster");
-    let cluster = tokio::task::spawn_blocking(move || LocalCluster::ensure_running(&root, port, &[])).await??;
+    let cluster =
+        tokio::task::spawn_blocking(move || LocalCluster::ensure_running(&root, port, &[]))
+            .await??;
 
     let superuser = connect(cluster.config(local::SUPERUSER, "postgres")).await?;
     local::ensure_owner_role(&superuser).await?;
@@ -91,7 +100,10 @@ async fn start_local_database() -> anyhow::Result<(LocalCluster, String)> {
 }
 
 async fn connect(config: tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = config.connect(NoTls).await.context("could not connect to the local cluster")?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .context("could not connect to the local cluster")?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -114,7 +126,11 @@ async fn seed_demo_tenants(state: &AppState) -> anyhow::Result<()> {
         };
         match crate::api::tenants::onboard(state, request).await {
             Ok(_) | Err(ApiError::Conflict(_)) => {}
-            Err(error) => return Err(anyhow::anyhow!("could not create demo tenant {slug}: {error}")),
+            Err(error) => {
+                return Err(anyhow::anyhow!(
+                    "could not create demo tenant {slug}: {error}"
+                ));
+            }
         }
     }
     Ok(())
@@ -130,7 +146,13 @@ fn print_examples(port: u16, base: &str, cluster: Option<&LocalCluster>) -> anyh
     let json = "-H 'content-type: application/json'";
     let database = cluster.map_or_else(
         || "DATABASE_URL".to_owned(),
-        |cluster| format!("local cluster in {} on port {}", cluster.root().display(), cluster.port()),
+        |cluster| {
+            format!(
+                "local cluster in {} on port {}",
+                cluster.root().display(),
+                cluster.port()
+            )
+        },
     );
     println!(
         "\ntenantry dev is serving {apex} (database: {database})\n\
@@ -152,6 +174,7 @@ fn print_examples(port: u16, base: &str, cluster: Option<&LocalCluster>) -> anyh
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buffer = vec![0_u8; bytes];
-    getrandom::fill(&mut buffer).map_err(|error| anyhow::anyhow!("no randomness available: {error}"))?;
+    getrandom::fill(&mut buffer)
+        .map_err(|error| anyhow::anyhow!("no randomness available: {error}"))?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }

@@ -13,9 +13,40 @@ pub type Invalid = &'static str;
 
 /// Slugs that would shadow infrastructure names if handed to a tenant.
 const RESERVED_SLUGS: &[&str] = &[
-    "admin", "api", "app", "apps", "assets", "auth", "billing", "blog", "cdn", "console", "dashboard", "dev",
-    "docs", "ftp", "help", "imap", "internal", "login", "mail", "ns1", "ns2", "pop", "root", "signup", "smtp",
-    "staging", "static", "status", "support", "system", "tenantry", "test", "webmail", "www",
+    "admin",
+    "api",
+    "app",
+    "apps",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "console",
+    "dashboard",
+    "dev",
+    "docs",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "login",
+    "mail",
+    "ns1",
+    "ns2",
+    "pop",
+    "root",
+    "signup",
+    "smtp",
+    "staging",
+    "static",
+    "status",
+    "support",
+    "system",
+    "tenantry",
+    "test",
+    "webmail",
+    "www",
 ];
 
 /// A tenant's subdomain label: 3-63 of `a-z 0-9 -`, starting with a letter,
@@ -26,12 +57,13 @@ pub struct Slug(String);
 impl Slug {
     /// Validates a slug exactly as given (no case folding: `Acme` is rejected).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        const RULE: Invalid =
-            "slug must be 3-63 characters of a-z, 0-9 and '-', start with a letter and not end with '-'";
+        const RULE: Invalid = "slug must be 3-63 characters of a-z, 0-9 and '-', start with a letter and not end with '-'";
         let bytes = raw.as_bytes();
         let well_formed = (3..=63).contains(&bytes.len())
             && bytes[0].is_ascii_lowercase()
-            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
             && bytes.last() != Some(&b'-');
         if !well_formed {
             return Err(RULE);
@@ -122,11 +154,15 @@ impl Username {
         let bytes = raw.as_bytes();
         let valid = (3..=32).contains(&bytes.len())
             && bytes[0].is_ascii_alphanumeric()
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b));
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b));
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
-            Err("username must be 3-32 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+            Err(
+                "username must be 3-32 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
+            )
         }
     }
 
@@ -237,7 +273,20 @@ mod tests {
         for good in ["acme", "globex-2", "a1b", &"a".repeat(63)] {
             assert!(Slug::parse(good).is_ok(), "{good:?} should be accepted");
         }
-        for bad in ["ab", "Acme", "1acme", "acme-", "ac--me", "xn--acme", "ac_me", "ac.me", "www", "admin", "", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "Acme",
+            "1acme",
+            "acme-",
+            "ac--me",
+            "xn--acme",
+            "ac_me",
+            "ac.me",
+            "www",
+            "admin",
+            "",
+            &"a".repeat(64),
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -245,7 +294,14 @@ mod tests {
     #[test]
     fn usernames_are_short_ascii_handles() {
         assert!(Username::parse("alice.smith_1").is_ok());
-        for bad in ["al", ".alice", "alice smith", "alice\0", "älice", &"a".repeat(33)] {
+        for bad in [
+            "al",
+            ".alice",
+            "alice smith",
+            "alice\0",
+            "älice",
+            &"a".repeat(33),
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -253,7 +309,15 @@ mod tests {
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(Email::parse("alice@example.com").is_ok());
-        for bad in ["alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@example.com", "a@example..com"] {
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@example.com",
+            "a@example..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -265,7 +329,10 @@ mod tests {
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert!(Password::parse("nul\0inside-it").is_err());
         assert_eq!(Password::for_login(&"x".repeat(10_000)).expose().len(), 129);
-        assert_eq!(format!("{:?}", Password::for_login("secret")), "Password(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Password::for_login("secret")),
+            "Password(<redacted>)"
+        );
     }
 
     #[test]
@@ -273,13 +340,19 @@ mod tests {
         assert!(NoteContent::parse("  hello\nworld ").is_ok());
         assert!(NoteContent::parse(&"é".repeat(MAX_NOTE_CHARS)).is_ok());
         for bad in ["", "   \n\t", "a\0b", &"x".repeat(MAX_NOTE_CHARS + 1)] {
-            assert!(NoteContent::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                NoteContent::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn tenant_names_are_trimmed_and_bounded() {
-        assert_eq!(TenantName::parse("  Acme Corp ").expect("valid").as_str(), "Acme Corp");
+        assert_eq!(
+            TenantName::parse("  Acme Corp ").expect("valid").as_str(),
+            "Acme Corp"
+        );
         assert!(TenantName::parse("   ").is_err());
         assert!(TenantName::parse("Acme\u{7}").is_err());
         assert!(TenantName::parse(&"n".repeat(101)).is_err());

@@ -97,7 +97,10 @@ struct ErrorDetail<'a> {
 impl ApiError {
     /// Shorthand for a 422 on `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation { field: field.into(), message: message.into() }
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The HTTP status this error is rendered with.
@@ -154,8 +157,12 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             // Log once, here at the boundary; `{:#}` prints the cause chain.
-            Self::Unexpected(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(error = format!("{cause:#}"), "database unavailable"),
+            Self::Unexpected(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+            }
             _ => {}
         }
         let field = match &self {
@@ -163,12 +170,19 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.public_message(), field },
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                field,
+            },
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -209,7 +223,10 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
     let Some(db) = error.as_db_error() else {
         // No server answer: the connection closed or the socket failed. Other
         // driver errors (a wrong parameter type, say) are bugs, not outages.
-        return error.is_closed() || error.source().is_some_and(|source| source.is::<std::io::Error>());
+        return error.is_closed()
+            || error
+                .source()
+                .is_some_and(|source| source.is::<std::io::Error>());
     };
     let code = db.code().code();
     matches!(
@@ -274,7 +291,10 @@ mod tests {
     #[test]
     fn unavailable_errors_never_show_their_cause() {
         let error = ApiError::Unavailable(anyhow::anyhow!("connection refused: 10.0.0.3"));
-        assert_eq!(error.public_message(), "the service is temporarily unavailable");
+        assert_eq!(
+            error.public_message(),
+            "the service is temporarily unavailable"
+        );
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -19,8 +19,9 @@ use axum::{
 use tokio::{net::TcpListener, sync::Notify};
 use tower::ServiceBuilder;
 use tower_http::{
-    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, sensitive_headers::SetSensitiveHeadersLayer,
-    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveHeadersLayer, set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer, trace::TraceLayer,
 };
 use tracing::Span;
 
@@ -73,13 +74,24 @@ impl Application {
         };
         let router = with_layers(api::router().with_state(state.clone()), settings);
         let address = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(address).await.with_context(|| format!("could not listen on {address}"))?;
-        Ok(Self { listener, router, state, db, shutdown_timeout: settings.shutdown_timeout })
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("could not listen on {address}"))?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+            db,
+            shutdown_timeout: settings.shutdown_timeout,
+        })
     }
 
     /// The port actually bound (useful with `PORT=0`).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|address| address.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or_default()
     }
 
     /// The state handlers share, for in-process callers such as `tenantry dev`.
@@ -94,15 +106,22 @@ impl Application {
 
     /// Serves until `signal` completes, then stops accepting and lets
     /// in-flight requests finish, for at most the shutdown timeout.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let draining = Arc::new(Notify::new());
         let notify = Arc::clone(&draining);
-        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutdown requested; draining in-flight requests");
-                notify.notify_one();
-            });
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            notify.notify_one();
+        });
         let deadline = async {
             draining.notified().await;
             tokio::time::sleep(self.shutdown_timeout).await;
@@ -124,11 +143,15 @@ async fn audit_database(db: &Db) -> anyhow::Result<()> {
     let client = loop {
         match db.pool().get().await {
             Ok(client) => break client,
-            Err(error) if is_unreachable(&error) && started.elapsed() < DATABASE_STARTUP_DEADLINE => {
+            Err(error)
+                if is_unreachable(&error) && started.elapsed() < DATABASE_STARTUP_DEADLINE =>
+            {
                 tracing::warn!(error = %error, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(error) => return Err(error).context("could not connect to the database as the runtime role"),
+            Err(error) => {
+                return Err(error).context("could not connect to the database as the runtime role");
+            }
         }
     };
     audit::check(&client).await
@@ -148,22 +171,38 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
 fn with_layers(router: Router, settings: &Settings) -> Router {
     let layers = ServiceBuilder::new()
         .layer(middleware::from_fn(mw::request_id))
-        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .layer(TraceLayer::new_for_http().make_span_with(make_request_span))
         .layer(middleware::from_fn(mw::json_errors))
         .layer(CatchPanicLayer::custom(mw::panic_response))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     router.layer(layers)
 }
 
 /// The request span: method, route template (never the raw path, which holds
 /// ids), request id, and empty slots the tenant and auth extractors fill in.
 fn make_request_span(request: &Request) -> Span {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    let request_id = request.headers().get(&mw::REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&mw::REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
     tracing::info_span!(
         "request",
         http.request.method = %request.method(),

@@ -19,7 +19,11 @@ pub enum LogFormat {
 impl LogFormat {
     /// `LOG_FORMAT` (`json` or `pretty`), or `default` when unset.
     pub fn from_env(default: Self) -> anyhow::Result<Self> {
-        match std::env::var("LOG_FORMAT").ok().filter(|value| !value.is_empty()).as_deref() {
+        match std::env::var("LOG_FORMAT")
+            .ok()
+            .filter(|value| !value.is_empty())
+            .as_deref()
+        {
             None => Ok(default),
             Some("json") => Ok(Self::Json),
             Some("pretty") => Ok(Self::Pretty),
@@ -34,7 +38,13 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };

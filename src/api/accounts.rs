@@ -56,11 +56,19 @@ impl NewUserRequest {
     /// Validates the fields (422 naming the first bad one, under `prefix`) and
     /// hashes the password.
     pub async fn validate(self, state: &AppState, prefix: &str, role: Role) -> Result<NewUser> {
-        let username = Username::parse(&self.username).map_err(|m| ApiError::invalid(format!("{prefix}username"), m))?;
-        let email = Email::parse(&self.email).map_err(|m| ApiError::invalid(format!("{prefix}email"), m))?;
-        let password = Password::parse(&self.password).map_err(|m| ApiError::invalid(format!("{prefix}password"), m))?;
+        let username = Username::parse(&self.username)
+            .map_err(|m| ApiError::invalid(format!("{prefix}username"), m))?;
+        let email = Email::parse(&self.email)
+            .map_err(|m| ApiError::invalid(format!("{prefix}email"), m))?;
+        let password = Password::parse(&self.password)
+            .map_err(|m| ApiError::invalid(format!("{prefix}password"), m))?;
         let password_hash = state.passwords.hash(password).await?;
-        Ok(NewUser { username, email, password_hash, role })
+        Ok(NewUser {
+            username,
+            email,
+            password_hash,
+            role,
+        })
     }
 }
 
@@ -93,7 +101,10 @@ async fn register(
     ApiJson(body): ApiJson<NewUserRequest>,
 ) -> Result<(StatusCode, Json<UserBody>)> {
     let user = body.validate(&state, "", Role::Member).await?;
-    let created = state.db.with_tenant(tenant.id(), async |tx| insert_user(tx, &user).await).await?;
+    let created = state
+        .db
+        .with_tenant(tenant.id(), async |tx| insert_user(tx, &user).await)
+        .await?;
     tracing::info!(user.id = %created.id, "user registered");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -115,8 +126,12 @@ pub async fn insert_user(tx: &TenantTx<'_>, user: &NewUser) -> Result<UserBody> 
             ],
         )
         .await
-        .on_constraint("users_tenant_username_key", || ApiError::Conflict("this username is already taken"))
-        .on_constraint("users_tenant_email_key", || ApiError::Conflict("this email is already registered"))?;
+        .on_constraint("users_tenant_username_key", || {
+            ApiError::Conflict("this username is already taken")
+        })
+        .on_constraint("users_tenant_email_key", || {
+            ApiError::Conflict("this email is already registered")
+        })?;
     UserBody::from_row(&row)
 }
 
@@ -142,7 +157,14 @@ async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenBody>> {
     let account = match Username::parse(&body.username) {
-        Ok(username) => state.db.with_tenant(tenant.id(), async |tx| select_credentials(tx, &username).await).await?,
+        Ok(username) => {
+            state
+                .db
+                .with_tenant(tenant.id(), async |tx| {
+                    select_credentials(tx, &username).await
+                })
+                .await?
+        }
         // Cannot exist; still pay for a hash below so timing reveals nothing.
         Err(_) => None,
     };
@@ -150,17 +172,27 @@ async fn login(
         Some((user, role, hash)) => (Some(user), role, Some(hash)),
         None => (None, Role::Member, None),
     };
-    let verified = state.passwords.verify(Password::for_login(&body.password), hash).await?;
+    let verified = state
+        .passwords
+        .verify(Password::for_login(&body.password), hash)
+        .await?;
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!(tenant.id = %tenant.id(), "login failed");
         return Err(ApiError::InvalidCredentials);
     };
     let issued = state.jwt.mint(user, tenant.id(), role)?;
     tracing::info!(user.id = %user, "login succeeded");
-    Ok(Json(TokenBody { token: issued.token, token_type: "Bearer", expires_in: issued.expires_in.as_secs() }))
+    Ok(Json(TokenBody {
+        token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in.as_secs(),
+    }))
 }
 
-async fn select_credentials(tx: &TenantTx<'_>, username: &Username) -> Result<Option<(UserId, Role, String)>> {
+async fn select_credentials(
+    tx: &TenantTx<'_>,
+    username: &Username,
+) -> Result<Option<(UserId, Role, String)>> {
     let row = tx
         .query_opt(
             "select id, role, password_hash from users where tenant_id = $1 and lower(username) = lower($2)",
@@ -168,7 +200,11 @@ async fn select_credentials(tx: &TenantTx<'_>, username: &Username) -> Result<Op
         )
         .await?;
     row.map(|row| {
-        Ok((UserId::from_uuid(row.try_get("id")?), Role::from_db(row.try_get("role")?)?, row.try_get("password_hash")?))
+        Ok((
+            UserId::from_uuid(row.try_get("id")?),
+            Role::from_db(row.try_get("role")?)?,
+            row.try_get("password_hash")?,
+        ))
     })
     .transpose()
 }
@@ -181,10 +217,16 @@ struct MeBody {
 
 /// `GET /api/me`: the caller and their tenant.
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
-    let found = state.db.with_tenant(user.tenant.id(), async |tx| select_user(tx, user.id).await).await?;
+    let found = state
+        .db
+        .with_tenant(user.tenant.id(), async |tx| select_user(tx, user.id).await)
+        .await?;
     // A valid token for a user who no longer exists authenticates nobody.
     let found = found.ok_or(ApiError::Unauthorized)?;
-    Ok(Json(MeBody { user: found, tenant: user.tenant.0 }))
+    Ok(Json(MeBody {
+        user: found,
+        tenant: user.tenant.0,
+    }))
 }
 
 async fn select_user(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserBody>> {

@@ -13,7 +13,9 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// Liveness: the process serves HTTP. Never touches the database, so a

@@ -20,7 +20,9 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = Uuid::new_v4().to_string();
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    request.headers_mut().insert(REQUEST_ID.clone(), value.clone());
+    request
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), value.clone());
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID.clone(), value);
     response

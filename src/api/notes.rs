@@ -33,7 +33,10 @@ const NOTE_NOT_FOUND: ApiError = ApiError::NotFound("note not found");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/notes", get(list_notes).post(create_note))
-        .route("/api/notes/{id}", get(get_note).patch(update_note).delete(delete_note))
+        .route(
+            "/api/notes/{id}",
+            get(get_note).patch(update_note).delete(delete_note),
+        )
 }
 
 /// A note as the API shows it.
@@ -76,7 +79,12 @@ async fn create_note(
     ApiJson(body): ApiJson<NoteRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<NoteBody>)> {
     let content = body.validate()?;
-    let note = state.db.with_tenant(user.tenant.id(), async |tx| insert_note(tx, &user, &content).await).await?;
+    let note = state
+        .db
+        .with_tenant(user.tenant.id(), async |tx| {
+            insert_note(tx, &user, &content).await
+        })
+        .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/notes/{}", note.id)) {
         headers.insert(LOCATION, location);
@@ -84,7 +92,11 @@ async fn create_note(
     Ok((StatusCode::CREATED, headers, Json(note)))
 }
 
-async fn insert_note(tx: &TenantTx<'_>, user: &AuthUser, content: &NoteContent) -> Result<NoteBody> {
+async fn insert_note(
+    tx: &TenantTx<'_>,
+    user: &AuthUser,
+    content: &NoteContent,
+) -> Result<NoteBody> {
     let row = tx
         .query_opt(
             // Insert only for a user who still exists, so a token that outlived
@@ -92,7 +104,12 @@ async fn insert_note(tx: &TenantTx<'_>, user: &AuthUser, content: &NoteContent) 
             "insert into notes (tenant_id, id, user_id, content)
              select $1, $2, u.id, $4 from users u where u.tenant_id = $1 and u.id = $3
              returning id, content, created_at, updated_at",
-            &[tx.tenant_id().as_uuid(), &Uuid::now_v7(), user.id.as_uuid(), &content.as_str()],
+            &[
+                tx.tenant_id().as_uuid(),
+                &Uuid::now_v7(),
+                user.id.as_uuid(),
+                &content.as_str(),
+            ],
         )
         .await?
         .ok_or(ApiError::Unauthorized)?;
@@ -100,8 +117,17 @@ async fn insert_note(tx: &TenantTx<'_>, user: &AuthUser, content: &NoteContent) 
 }
 
 /// `GET /api/notes/{id}`.
-async fn get_note(user: AuthUser, State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Result<Json<NoteBody>> {
-    let note = state.db.with_tenant(user.tenant.id(), async |tx| select_note(tx, &user, id).await).await?;
+async fn get_note(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<NoteBody>> {
+    let note = state
+        .db
+        .with_tenant(user.tenant.id(), async |tx| {
+            select_note(tx, &user, id).await
+        })
+        .await?;
     note.map(Json).ok_or(NOTE_NOT_FOUND)
 }
 
@@ -124,24 +150,43 @@ async fn update_note(
     ApiJson(body): ApiJson<NoteRequest>,
 ) -> Result<Json<NoteBody>> {
     let content = body.validate()?;
-    let note = state.db.with_tenant(user.tenant.id(), async |tx| update_content(tx, &user, id, &content).await).await?;
+    let note = state
+        .db
+        .with_tenant(user.tenant.id(), async |tx| {
+            update_content(tx, &user, id, &content).await
+        })
+        .await?;
     note.map(Json).ok_or(NOTE_NOT_FOUND)
 }
 
-async fn update_content(tx: &TenantTx<'_>, user: &AuthUser, id: Uuid, content: &NoteContent) -> Result<Option<NoteBody>> {
+async fn update_content(
+    tx: &TenantTx<'_>,
+    user: &AuthUser,
+    id: Uuid,
+    content: &NoteContent,
+) -> Result<Option<NoteBody>> {
     let row = tx
         .query_opt(
             "update notes set content = $4, updated_at = now()
              where tenant_id = $1 and user_id = $2 and id = $3
              returning id, content, created_at, updated_at",
-            &[tx.tenant_id().as_uuid(), user.id.as_uuid(), &id, &content.as_str()],
+            &[
+                tx.tenant_id().as_uuid(),
+                user.id.as_uuid(),
+                &id,
+                &content.as_str(),
+            ],
         )
         .await?;
     row.as_ref().map(NoteBody::from_row).transpose()
 }
 
 /// `DELETE /api/notes/{id}`: 204.
-async fn delete_note(user: AuthUser, State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode> {
+async fn delete_note(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode> {
     let deleted = state
         .db
         .with_tenant(user.tenant.id(), async |tx| {
@@ -153,7 +198,11 @@ async fn delete_note(user: AuthUser, State(state): State<AppState>, ApiPath(id):
                 .await?)
         })
         .await?;
-    if deleted == 0 { Err(NOTE_NOT_FOUND) } else { Ok(StatusCode::NO_CONTENT) }
+    if deleted == 0 {
+        Err(NOTE_NOT_FOUND)
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
 }
 
 /// Query string of `GET /api/notes`. Values are taken as text and checked
@@ -178,15 +227,28 @@ async fn list_notes(
     State(state): State<AppState>,
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<NotePage>> {
-    let Query(query) = query.map_err(|_| ApiError::BadRequest("malformed query string".to_owned()))?;
+    let Query(query) =
+        query.map_err(|_| ApiError::BadRequest("malformed query string".to_owned()))?;
     let limit = page_size(query.limit.as_deref())?;
     let after = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-    let mut notes =
-        state.db.with_tenant(user.tenant.id(), async |tx| select_page(tx, &user, after, limit + 1).await).await?;
+    let mut notes = state
+        .db
+        .with_tenant(user.tenant.id(), async |tx| {
+            select_page(tx, &user, after, limit + 1).await
+        })
+        .await?;
     let has_more = notes.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     notes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = has_more
-        .then(|| notes.last().map(|last| Cursor { created_at: last.created_at, id: last.id }.encode()))
+        .then(|| {
+            notes.last().map(|last| {
+                Cursor {
+                    created_at: last.created_at,
+                    id: last.id,
+                }
+                .encode()
+            })
+        })
         .flatten();
     Ok(Json(NotePage { notes, next_cursor }))
 }
@@ -195,15 +257,25 @@ fn page_size(raw: Option<&str>) -> Result<i64> {
     let Some(raw) = raw else {
         return Ok(DEFAULT_PAGE_SIZE);
     };
-    let limit: i64 = raw.parse().map_err(|_| ApiError::BadRequest("limit must be an integer".to_owned()))?;
+    let limit: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::BadRequest("limit must be an integer".to_owned()))?;
     if (1..=MAX_PAGE_SIZE).contains(&limit) {
         Ok(limit)
     } else {
-        Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_PAGE_SIZE}")))
+        Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
+        ))
     }
 }
 
-async fn select_page(tx: &TenantTx<'_>, user: &AuthUser, after: Option<Cursor>, limit: i64) -> Result<Vec<NoteBody>> {
+async fn select_page(
+    tx: &TenantTx<'_>,
+    user: &AuthUser,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<NoteBody>> {
     let tenant = tx.tenant_id();
     let rows = match after {
         None => {
@@ -220,7 +292,13 @@ async fn select_page(tx: &TenantTx<'_>, user: &AuthUser, after: Option<Cursor>, 
                 "select id, content, created_at, updated_at from notes
                  where tenant_id = $1 and user_id = $2 and (created_at, id) < ($3, $4)
                  order by created_at desc, id desc limit $5",
-                &[tenant.as_uuid(), user.id.as_uuid(), &cursor.created_at, &cursor.id, &limit],
+                &[
+                    tenant.as_uuid(),
+                    user.id.as_uuid(),
+                    &cursor.created_at,
+                    &cursor.id,
+                    &limit,
+                ],
             )
             .await?
         }
@@ -239,7 +317,11 @@ struct Cursor {
 
 impl Cursor {
     fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.timestamp_micros(), self.id))
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
     }
 
     fn decode(raw: &str) -> Result<Self> {
@@ -250,7 +332,11 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        let created_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+        let created_at = micros
+            .parse()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?;
         let id = id.parse().map_err(|_| invalid())?;
         Ok(Self { created_at, id })
     }
@@ -262,11 +348,23 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_rejected() {
-        let cursor = Cursor { created_at: Utc::now(), id: Uuid::now_v7() };
+        let cursor = Cursor {
+            created_at: Utc::now(),
+            id: Uuid::now_v7(),
+        };
         let decoded = Cursor::decode(&cursor.encode()).expect("round trip");
         assert_eq!(decoded.id, cursor.id);
-        assert_eq!(decoded.created_at.timestamp_micros(), cursor.created_at.timestamp_micros());
-        for bad in ["", "!!!", "bm9jb2xvbg", &URL_SAFE_NO_PAD.encode("1:not-a-uuid"), &"A".repeat(200)] {
+        assert_eq!(
+            decoded.created_at.timestamp_micros(),
+            cursor.created_at.timestamp_micros()
+        );
+        for bad in [
+            "",
+            "!!!",
+            "bm9jb2xvbg",
+            &URL_SAFE_NO_PAD.encode("1:not-a-uuid"),
+            &"A".repeat(200),
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?}");
         }
     }
@@ -275,8 +373,17 @@ mod tests {
     fn page_size_defaults_and_bounds() {
         assert_eq!(page_size(None).ok(), Some(20));
         assert_eq!(page_size(Some("100")).ok(), Some(100));
-        assert!(matches!(page_size(Some("0")), Err(ApiError::Validation { .. })));
-        assert!(matches!(page_size(Some("101")), Err(ApiError::Validation { .. })));
-        assert!(matches!(page_size(Some("ten")), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            page_size(Some("0")),
+            Err(ApiError::Validation { .. })
+        ));
+        assert!(matches!(
+            page_size(Some("101")),
+            Err(ApiError::Validation { .. })
+        ));
+        assert!(matches!(
+            page_size(Some("ten")),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -69,8 +69,13 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
             SignupMode::AdminOnly { admin_token } => {
                 let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
                 // Compare digests so the comparison time says nothing about the token.
-                let matches = Sha256::digest(presented.as_bytes()) == Sha256::digest(admin_token.expose_secret().as_bytes());
-                if matches { Ok(Self) } else { Err(ApiError::Unauthorized) }
+                let matches = Sha256::digest(presented.as_bytes())
+                    == Sha256::digest(admin_token.expose_secret().as_bytes());
+                if matches {
+                    Ok(Self)
+                } else {
+                    Err(ApiError::Unauthorized)
+                }
             }
         }
     }
@@ -91,7 +96,12 @@ async fn create_tenant(
 pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<OnboardingBody> {
     let slug = Slug::parse(&body.slug).map_err(|m| ApiError::invalid("slug", m))?;
     let name = TenantName::parse(&body.name).map_err(|m| ApiError::invalid("name", m))?;
-    let plan = body.plan.as_deref().map(Plan::parse).transpose().map_err(|m| ApiError::invalid("plan", m))?;
+    let plan = body
+        .plan
+        .as_deref()
+        .map(Plan::parse)
+        .transpose()
+        .map_err(|m| ApiError::invalid("plan", m))?;
     let owner = body.owner.validate(state, "owner.", Role::Owner).await?;
     let tenant = TenantRecord {
         id: TenantId::from_uuid(Uuid::now_v7()),
@@ -109,7 +119,11 @@ pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<Onboar
         .await?;
     tracing::info!(tenant.id = %tenant.id, tenant.slug = %tenant.slug, "tenant onboarded");
     let host = format!("{}.{}", tenant.slug, state.tenants.base_domain());
-    Ok(OnboardingBody { tenant, host, owner })
+    Ok(OnboardingBody {
+        tenant,
+        host,
+        owner,
+    })
 }
 
 /// Registers the tenant through the registry's `create_tenant`, which only
@@ -117,9 +131,16 @@ pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<Onboar
 async fn insert_tenant(tx: &TenantTx<'_>, tenant: &TenantRecord) -> Result<()> {
     tx.execute(
         "select create_tenant($1, $2, $3, $4)",
-        &[tenant.id.as_uuid(), &tenant.slug, &tenant.name, &tenant.plan],
+        &[
+            tenant.id.as_uuid(),
+            &tenant.slug,
+            &tenant.name,
+            &tenant.plan,
+        ],
     )
     .await
-    .on_constraint("tenants_slug_key", || ApiError::Conflict("this slug is already taken"))?;
+    .on_constraint("tenants_slug_key", || {
+        ApiError::Conflict("this slug is already taken")
+    })?;
     Ok(())
 }

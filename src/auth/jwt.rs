@@ -14,7 +14,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -70,14 +72,22 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Loads the keys from settings; the first key signs.
     pub fn new(settings: &JwtSettings) -> anyhow::Result<Self> {
-        let (signing_kid, signing_secret) = settings.keys.first().ok_or_else(|| anyhow::anyhow!("JWT_KEYS is empty"))?;
+        let (signing_kid, signing_secret) = settings
+            .keys
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("JWT_KEYS is empty"))?;
         Ok(Self {
             signing_kid: signing_kid.clone(),
             signing_key: EncodingKey::from_secret(signing_secret.expose_secret().as_bytes()),
             verifying_keys: settings
                 .keys
                 .iter()
-                .map(|(kid, secret)| (kid.clone(), DecodingKey::from_secret(secret.expose_secret().as_bytes())))
+                .map(|(kid, secret)| {
+                    (
+                        kid.clone(),
+                        DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                    )
+                })
                 .collect(),
             issuer: settings.issuer.clone(),
             ttl: settings.ttl,
@@ -102,7 +112,10 @@ impl JwtKeys {
         header.kid = Some(self.signing_kid.clone());
         header.typ = Some(TOKEN_TYPE.to_owned());
         let token = encode(&header, &claims, &self.signing_key)?;
-        Ok(IssuedToken { token, expires_in: self.ttl })
+        Ok(IssuedToken {
+            token,
+            expires_in: self.ttl,
+        })
     }
 
     /// Verifies `token` for use on `tenant`'s host.
@@ -112,8 +125,14 @@ impl JwtKeys {
         if header.typ.as_deref() != Some(TOKEN_TYPE) {
             return Err(Rejection::WrongType);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.verifying_keys.get(kid)).ok_or(Rejection::UnknownKey)?;
-        let claims = decode::<Claims>(token, key, &self.validation(tenant)).map_err(|_| Rejection::Invalid)?.claims;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifying_keys.get(kid))
+            .ok_or(Rejection::UnknownKey)?;
+        let claims = decode::<Claims>(token, key, &self.validation(tenant))
+            .map_err(|_| Rejection::Invalid)?
+            .claims;
         // Redundant with the audience, on purpose: two independent checks.
         if claims.tenant != *tenant.as_uuid() {
             return Err(Rejection::OtherTenant);

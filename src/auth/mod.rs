@@ -99,7 +99,11 @@ impl FromRequestParts<AppState> for AuthUser {
         })?;
         let id = UserId::from_uuid(claims.sub);
         tracing::Span::current().record("user.id", tracing::field::display(id));
-        Ok(Self { tenant, id, role: claims.role })
+        Ok(Self {
+            tenant,
+            id,
+            role: claims.role,
+        })
     }
 }
 

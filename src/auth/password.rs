@@ -14,7 +14,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -55,7 +57,9 @@ impl PasswordHasher {
 
     /// Hashes a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
     pub async fn hash(&self, password: Password) -> Result<String> {
-        self.on_blocking_pool(move || hash_blocking(password.expose())).await?.map_err(ApiError::Unexpected)
+        self.on_blocking_pool(move || hash_blocking(password.expose()))
+            .await?
+            .map_err(ApiError::Unexpected)
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when the
@@ -63,11 +67,16 @@ impl PasswordHasher {
     pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<bool> {
         let user_exists = stored.is_some();
         let hash: Arc<str> = stored.map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
-        let matches = self.on_blocking_pool(move || verify_blocking(password.expose(), &hash)).await?;
+        let matches = self
+            .on_blocking_pool(move || verify_blocking(password.expose(), &hash))
+            .await?;
         Ok(user_exists && matches)
     }
 
-    async fn on_blocking_pool<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
         let acquire = Arc::clone(&self.permits).acquire_owned();
         let permit = tokio::time::timeout(self.queue_timeout, acquire)
             .await
@@ -105,8 +114,16 @@ fn verify_blocking(password: &[u8], stored: &str) -> bool {
         tracing::error!("a stored password hash has invalid argon2 parameters");
         return false;
     };
-    if params.m_cost() > MAX_MEMORY_KIB || params.t_cost() > MAX_ITERATIONS || params.p_cost() > MAX_PARALLELISM {
-        tracing::error!(m = params.m_cost(), t = params.t_cost(), p = params.p_cost(), "refusing a stored hash with excessive parameters");
+    if params.m_cost() > MAX_MEMORY_KIB
+        || params.t_cost() > MAX_ITERATIONS
+        || params.p_cost() > MAX_PARALLELISM
+    {
+        tracing::error!(
+            m = params.m_cost(),
+            t = params.t_cost(),
+            p = params.p_cost(),
+            "refusing a stored hash with excessive parameters"
+        );
         return false;
     }
     argon2().verify_password(password, &hash).is_ok()
@@ -119,7 +136,10 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
         let hash = hash_blocking(b"correct horse").expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(verify_blocking(b"correct horse", &hash));
         assert!(!verify_blocking(b"wrong horse", &hash));
     }

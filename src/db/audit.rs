@@ -48,14 +48,18 @@ async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     let role: String = row.get(0);
     let mut problems = Vec::new();
     if row.get::<_, bool>(1) {
-        problems.push(format!("role {role} is a superuser (superusers bypass RLS)"));
+        problems.push(format!(
+            "role {role} is a superuser (superusers bypass RLS)"
+        ));
     }
     if row.get::<_, bool>(2) {
         problems.push(format!("role {role} has BYPASSRLS"));
     }
     let owned: i64 = row.get(3);
     if owned > 0 {
-        problems.push(format!("role {role} owns {owned} relation(s); the runtime role must own nothing"));
+        problems.push(format!(
+            "role {role} owns {owned} relation(s); the runtime role must own nothing"
+        ));
     }
     let memberships: Vec<String> = row.get(4);
     if !memberships.is_empty() {
@@ -69,7 +73,13 @@ async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
 
 async fn schema_version_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     let expected = migrate::latest_version();
-    let found = match client.query_one("select coalesce(max(version), 0) from schema_migrations", &[]).await {
+    let found = match client
+        .query_one(
+            "select coalesce(max(version), 0) from schema_migrations",
+            &[],
+        )
+        .await
+    {
         Ok(row) => row.get::<_, i32>(0),
         Err(error) if error.as_db_error().is_some() => {
             return Ok(vec![
@@ -115,10 +125,21 @@ async fn tenant_table_problems(client: &Client) -> anyhow::Result<Vec<String>> {
             (!row.get::<_, bool>(1), "has row-level security disabled"),
             (!row.get::<_, bool>(2), "does not FORCE row-level security"),
             (!row.get::<_, bool>(3), "has no RLS policy"),
-            (row.get::<_, bool>(4), "is owned by this role or a role it belongs to"),
-            (row.get::<_, bool>(5), "can be TRUNCATEd by this role (TRUNCATE ignores RLS)"),
+            (
+                row.get::<_, bool>(4),
+                "is owned by this role or a role it belongs to",
+            ),
+            (
+                row.get::<_, bool>(5),
+                "can be TRUNCATEd by this role (TRUNCATE ignores RLS)",
+            ),
         ];
-        problems.extend(checks.iter().filter(|(failed, _)| *failed).map(|(_, what)| format!("table {table} {what}")));
+        problems.extend(
+            checks
+                .iter()
+                .filter(|(failed, _)| *failed)
+                .map(|(_, what)| format!("table {table} {what}")),
+        );
     }
     if rows.is_empty() {
         problems.push("no table has a tenant_id column: is this the right database?".to_owned());

@@ -43,8 +43,10 @@ impl LocalCluster {
         let bin_dir = find_bin_dir()?;
         fs::create_dir_all(root).with_context(|| format!("could not create {}", root.display()))?;
         let runner = Runner::for_current_user(root)?;
-        let lock = File::create(root.join(".lock")).context("could not create the cluster lock file")?;
-        lock.lock().context("could not lock the cluster directory")?;
+        let lock =
+            File::create(root.join(".lock")).context("could not create the cluster lock file")?;
+        lock.lock()
+            .context("could not lock the cluster directory")?;
         let data_dir = root.join("data");
         if !data_dir.join("PG_VERSION").exists() {
             runner.run(
@@ -63,10 +65,18 @@ impl LocalCluster {
         }
         let pg_ctl = bin_dir.join("pg_ctl");
         let running = runner.status(&pg_ctl, &["status", "-D", path_str(&data_dir)?])?;
-        let mut cluster = Self { root: root.to_owned(), bin_dir, port, started_here: false };
+        let mut cluster = Self {
+            root: root.to_owned(),
+            bin_dir,
+            port,
+            started_here: false,
+        };
         if !running {
             // pg_ctl hands these to a shell, hence the quotes around the path.
-            let mut options = format!("-p {port} -c listen_addresses=127.0.0.1 -k '{}'", path_str(root)?);
+            let mut options = format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k '{}'",
+                path_str(root)?
+            );
             for option in server_options {
                 options.push_str(" -c ");
                 options.push_str(option);
@@ -74,12 +84,27 @@ impl LocalCluster {
             let log = root.join("postgres.log");
             let started = runner.run(
                 &pg_ctl,
-                &["start", "-w", "-t", "60", "-D", path_str(&data_dir)?, "-l", path_str(&log)?, "-o", &options],
+                &[
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    path_str(&data_dir)?,
+                    "-l",
+                    path_str(&log)?,
+                    "-o",
+                    &options,
+                ],
             );
             if let Err(error) = started {
                 let tail = fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(8).collect();
-                bail!("{error:#}\nlast lines of {}:\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                bail!(
+                    "{error:#}\nlast lines of {}:\n{}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             cluster.started_here = true;
         }
@@ -104,7 +129,11 @@ impl LocalCluster {
     /// A connection config for `user` on `dbname`.
     pub fn config(&self, user: &str, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config.host("127.0.0.1").port(self.port).user(user).dbname(dbname);
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .dbname(dbname);
         config
     }
 
@@ -112,7 +141,10 @@ impl LocalCluster {
     pub fn stop(&self) -> anyhow::Result<()> {
         let runner = Runner::for_current_user(&self.root)?;
         let data_dir = self.root.join("data");
-        runner.run(&self.bin_dir.join("pg_ctl"), &["stop", "-m", "fast", "-D", path_str(&data_dir)?])?;
+        runner.run(
+            &self.bin_dir.join("pg_ctl"),
+            &["stop", "-m", "fast", "-D", path_str(&data_dir)?],
+        )?;
         Ok(())
     }
 }
@@ -135,15 +167,23 @@ pub async fn ensure_owner_role(superuser: &Client) -> anyhow::Result<()> {
 
 /// Creates database `name` owned by the owner role, optionally as a copy of
 /// `template`, unless it exists.
-pub async fn ensure_database(superuser: &Client, name: &str, template: Option<&str>) -> anyhow::Result<()> {
+pub async fn ensure_database(
+    superuser: &Client,
+    name: &str,
+    template: Option<&str>,
+) -> anyhow::Result<()> {
     let exists = superuser
         .query_opt("select 1 from pg_database where datname = $1", &[&name])
         .await?
         .is_some();
     if !exists {
-        let template = template.map(|t| format!(" template \"{t}\"")).unwrap_or_default();
+        let template = template
+            .map(|t| format!(" template \"{t}\""))
+            .unwrap_or_default();
         superuser
-            .batch_execute(&format!("create database \"{name}\" owner {OWNER_ROLE}{template}"))
+            .batch_execute(&format!(
+                "create database \"{name}\" owner {OWNER_ROLE}{template}"
+            ))
             .await
             .with_context(|| format!("could not create database {name}"))?;
     }
@@ -153,9 +193,20 @@ pub async fn ensure_database(superuser: &Client, name: &str, template: Option<&s
 /// Finds initdb/pg_ctl: `PG_BIN_DIR`, then `pg_config --bindir`, then the
 /// newest `/usr/lib/postgresql/*/bin` (Debian keeps them off PATH).
 pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
-    let has_server = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|bin| dir.join(bin).is_file());
+    let has_server = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|bin| dir.join(bin).is_file())
+    };
     if let Some(dir) = std::env::var_os("PG_BIN_DIR").map(PathBuf::from) {
-        return if has_server(&dir) { Ok(dir) } else { bail!("PG_BIN_DIR={} holds no initdb/pg_ctl/postgres", dir.display()) };
+        return if has_server(&dir) {
+            Ok(dir)
+        } else {
+            bail!(
+                "PG_BIN_DIR={} holds no initdb/pg_ctl/postgres",
+                dir.display()
+            )
+        };
     }
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")
@@ -190,11 +241,16 @@ enum Runner {
 
 impl Runner {
     fn for_current_user(root: &Path) -> anyhow::Result<Self> {
-        let is_root = fs::metadata("/proc/self").map(|meta| meta.uid() == 0).unwrap_or(false);
+        let is_root = fs::metadata("/proc/self")
+            .map(|meta| meta.uid() == 0)
+            .unwrap_or(false);
         if !is_root {
             return Ok(Self::Direct);
         }
-        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(root).output();
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(root)
+            .output();
         if !chown.as_ref().is_ok_and(|output| output.status.success()) {
             bail!(
                 "running as root, the cluster must belong to the `postgres` OS user, \
@@ -222,7 +278,10 @@ impl Runner {
             }
             Self::AsPostgres => {
                 let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(program).args(args);
+                command
+                    .args(["-u", "postgres", "--"])
+                    .arg(program)
+                    .args(args);
                 command
             }
         }
@@ -256,5 +315,6 @@ impl Runner {
 }
 
 fn path_str(path: &Path) -> anyhow::Result<&str> {
-    path.to_str().with_context(|| format!("path {} is not UTF-8", path.display()))
+    path.to_str()
+        .with_context(|| format!("path {} is not UTF-8", path.display()))
 }

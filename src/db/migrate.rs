@@ -55,21 +55,32 @@ pub fn latest_version() -> i32 {
 
 /// Applies pending migrations as the connected (owner) role. If
 /// `runtime_password` is given, the runtime role gets LOGIN with it.
-pub async fn run(client: &mut Client, runtime_password: Option<&SecretString>) -> anyhow::Result<Report> {
+pub async fn run(
+    client: &mut Client,
+    runtime_password: Option<&SecretString>,
+) -> anyhow::Result<Report> {
     client
         .execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("could not take the migration lock")?;
     let outcome = run_locked(client, runtime_password).await;
     // Closing the connection would release it too; unlock for callers that keep it.
-    let unlocked = client.execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+    let unlocked = client
+        .execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
     let report = outcome?;
     unlocked.context("could not release the migration lock")?;
     Ok(report)
 }
 
-async fn run_locked(client: &mut Client, runtime_password: Option<&SecretString>) -> anyhow::Result<Report> {
-    client.batch_execute(ROLES_SQL).await.context("could not ensure the database roles (sql/roles.sql)")?;
+async fn run_locked(
+    client: &mut Client,
+    runtime_password: Option<&SecretString>,
+) -> anyhow::Result<Report> {
+    client
+        .batch_execute(ROLES_SQL)
+        .await
+        .context("could not ensure the database roles (sql/roles.sql)")?;
     client
         .batch_execute(
             "create table if not exists schema_migrations (
@@ -85,7 +96,10 @@ async fn run_locked(client: &mut Client, runtime_password: Option<&SecretString>
     let applied = applied_versions(client).await?;
     verify_applied(&applied)?;
     let current = applied.last().map_or(0, |(version, _)| *version);
-    let mut report = Report { applied: Vec::new(), version: current };
+    let mut report = Report {
+        applied: Vec::new(),
+        version: current,
+    };
     for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
         apply(client, migration).await?;
         report.applied.push(migration.version);
@@ -100,7 +114,10 @@ async fn run_locked(client: &mut Client, runtime_password: Option<&SecretString>
 
 async fn applied_versions(client: &Client) -> anyhow::Result<Vec<(i32, String)>> {
     let rows = client
-        .query("select version, checksum from schema_migrations order by version", &[])
+        .query(
+            "select version, checksum from schema_migrations order by version",
+            &[],
+        )
         .await
         .context("could not read schema_migrations")?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
@@ -142,13 +159,19 @@ async fn apply(client: &mut Client, migration: &Migration) -> anyhow::Result<()>
             &[&migration.version, &migration.name, &checksum_of(migration.sql), &duration_ms],
         )
         .await?;
-    transaction.commit().await.with_context(|| format!("could not commit migration {label}"))?;
+    transaction
+        .commit()
+        .await
+        .with_context(|| format!("could not commit migration {label}"))?;
     Ok(())
 }
 
 async fn apply_grants(client: &mut Client) -> anyhow::Result<()> {
     let transaction = client.transaction().await?;
-    transaction.batch_execute(GRANTS_SQL).await.context("could not apply sql/grants.sql")?;
+    transaction
+        .batch_execute(GRANTS_SQL)
+        .await
+        .context("could not apply sql/grants.sql")?;
     transaction.commit().await?;
     Ok(())
 }
@@ -158,15 +181,24 @@ async fn apply_grants(client: &mut Client) -> anyhow::Result<()> {
 async fn set_runtime_password(client: &Client, password: &SecretString) -> anyhow::Result<()> {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
     let statement: String = client
-        .query_one("select format('alter role tenantry_app with login password %L', $1::text)", &[&verifier])
+        .query_one(
+            "select format('alter role tenantry_app with login password %L', $1::text)",
+            &[&verifier],
+        )
         .await?
         .get(0);
-    client.batch_execute(&statement).await.context("could not set the runtime role's password")?;
+    client
+        .batch_execute(&statement)
+        .await
+        .context("could not set the runtime role's password")?;
     Ok(())
 }
 
 fn checksum_of(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -178,18 +210,36 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/migrations");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .expect("sql/migrations exists")
-            .map(|entry| entry.expect("readable").file_name().to_string_lossy().into_owned())
+            .map(|entry| {
+                entry
+                    .expect("readable")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         files.sort_by_key(|name| {
-            name.trim_start_matches('V').split("__").next().and_then(|v| v.parse::<i32>().ok())
+            name.trim_start_matches('V')
+                .split("__")
+                .next()
+                .and_then(|v| v.parse::<i32>().ok())
         });
-        let embedded: Vec<String> =
-            MIGRATIONS.iter().map(|m| format!("V{}__{}.sql", m.version, m.name)).collect();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("V{}__{}.sql", m.version, m.name))
+            .collect();
         assert_eq!(files, embedded);
         for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version, i32::try_from(index + 1).expect("small"), "versions are 1, 2, 3, ...");
+            assert_eq!(
+                migration.version,
+                i32::try_from(index + 1).expect("small"),
+                "versions are 1, 2, 3, ..."
+            );
             let path = format!("{dir}/V{}__{}.sql", migration.version, migration.name);
-            assert_eq!(std::fs::read_to_string(path).expect("readable"), migration.sql);
+            assert_eq!(
+                std::fs::read_to_string(path).expect("readable"),
+                migration.sql
+            );
         }
     }
 
@@ -197,7 +247,12 @@ mod tests {
     fn an_edited_migration_is_refused() {
         let tampered = [(1, checksum_of("select 1"))];
         let error = verify_applied(&tampered).expect_err("checksum differs");
-        assert!(error.to_string().contains("was edited after it was applied"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("was edited after it was applied"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Db {
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
@@ -69,7 +71,10 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .context("could not build the database pool")?;
-        Ok(Self { pool, statement_timeout_ms: settings.statement_timeout.as_millis().to_string() })
+        Ok(Self {
+            pool,
+            statement_timeout_ms: settings.statement_timeout.as_millis().to_string(),
+        })
     }
 
     /// The underlying pool, for tenant-less work: the registry lookup,
@@ -85,9 +90,9 @@ impl Db {
             client.simple_query("select 1").await?;
             Ok(())
         };
-        tokio::time::timeout(timeout, check)
-            .await
-            .map_err(|_| crate::error::ApiError::Unavailable(anyhow::anyhow!("readiness check timed out")))?
+        tokio::time::timeout(timeout, check).await.map_err(|_| {
+            crate::error::ApiError::Unavailable(anyhow::anyhow!("readiness check timed out"))
+        })?
     }
 
     /// Runs `work` in one transaction whose RLS context is `tenant`.

@@ -21,7 +21,10 @@ pub struct TenantTx<'a> {
 
 impl<'a> TenantTx<'a> {
     pub(super) fn new(transaction: Transaction<'a>, tenant: TenantId) -> Self {
-        Self { transaction, tenant }
+        Self {
+            transaction,
+            tenant,
+        }
     }
 
     pub(super) async fn commit(self) -> Result<(), tokio_postgres::Error> {
@@ -36,25 +39,41 @@ impl<'a> TenantTx<'a> {
     }
 
     /// Runs a statement and returns its rows.
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let statement = self.transaction.prepare_cached(sql).await?;
         self.transaction.query(&statement, params).await
     }
 
     /// Runs a statement that returns exactly one row.
-    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
         let statement = self.transaction.prepare_cached(sql).await?;
         self.transaction.query_one(&statement, params).await
     }
 
     /// Runs a statement that returns at most one row.
-    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
         let statement = self.transaction.prepare_cached(sql).await?;
         self.transaction.query_opt(&statement, params).await
     }
 
     /// Runs a statement and returns how many rows it affected.
-    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
         let statement = self.transaction.prepare_cached(sql).await?;
         self.transaction.execute(&statement, params).await
     }

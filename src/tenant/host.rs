@@ -27,7 +27,10 @@ pub struct CanonicalHost(String);
 impl CanonicalHost {
     /// Canonicalises the value of a Host header or an `:authority`.
     pub fn parse(raw: &str) -> Result<Self, MalformedHost> {
-        if raw.is_empty() || !raw.is_ascii() || raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        if raw.is_empty()
+            || !raw.is_ascii()
+            || raw.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        {
             return Err(MalformedHost);
         }
         let lower = raw.to_ascii_lowercase();
@@ -70,7 +73,8 @@ fn strip_port(host: &str) -> Result<&str, MalformedHost> {
 }
 
 fn check_port(port: &str) -> Result<(), MalformedHost> {
-    let all_digits = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    let all_digits =
+        !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
     match port.parse::<u16>() {
         Ok(_) if all_digits => Ok(()),
         _ => Err(MalformedHost),
@@ -81,7 +85,11 @@ fn validate_dns_name(name: &str) -> Result<(), MalformedHost> {
     if name.is_empty() || name.len() > MAX_HOST_LEN {
         return Err(MalformedHost);
     }
-    if name.split('.').all(is_dns_label) { Ok(()) } else { Err(MalformedHost) }
+    if name.split('.').all(is_dns_label) {
+        Ok(())
+    } else {
+        Err(MalformedHost)
+    }
 }
 
 fn is_dns_label(label: &str) -> bool {
@@ -89,7 +97,9 @@ fn is_dns_label(label: &str) -> bool {
         && label.len() <= MAX_LABEL_LEN
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The configured base domain (`BASE_DOMAIN`): tenants are its direct subdomains.
@@ -155,7 +165,10 @@ impl BaseDomain {
         if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
             return HostTarget::NoTenant;
         }
-        match host.strip_suffix(base).and_then(|prefix| prefix.strip_suffix('.')) {
+        match host
+            .strip_suffix(base)
+            .and_then(|prefix| prefix.strip_suffix('.'))
+        {
             Some(label) if !label.contains('.') => HostTarget::Subdomain(label.to_owned()),
             // a.b.example.com: we never hand out nested names, and custom
             // domains under our own base domain are refused at registration.
@@ -175,10 +188,22 @@ mod tests {
 
     #[test]
     fn case_port_and_one_trailing_dot_are_normalised() {
-        assert_eq!(canonical("ACME.Example.COM").as_deref(), Ok("acme.example.com"));
-        assert_eq!(canonical("acme.example.com:8080").as_deref(), Ok("acme.example.com"));
-        assert_eq!(canonical("acme.example.com.").as_deref(), Ok("acme.example.com"));
-        assert_eq!(canonical("acme.example.com.:443").as_deref(), Ok("acme.example.com"));
+        assert_eq!(
+            canonical("ACME.Example.COM").as_deref(),
+            Ok("acme.example.com")
+        );
+        assert_eq!(
+            canonical("acme.example.com:8080").as_deref(),
+            Ok("acme.example.com")
+        );
+        assert_eq!(
+            canonical("acme.example.com.").as_deref(),
+            Ok("acme.example.com")
+        );
+        assert_eq!(
+            canonical("acme.example.com.:443").as_deref(),
+            Ok("acme.example.com")
+        );
         assert_eq!(canonical("[::1]:8080").as_deref(), Ok("[::1]"));
         assert_eq!(canonical("127.0.0.1:8080").as_deref(), Ok("127.0.0.1"));
     }
@@ -207,7 +232,11 @@ mod tests {
             &"a".repeat(64),
             &format!("{}.com", ["abc"; 70].join(".")),
         ] {
-            assert_eq!(canonical(raw), Err(MalformedHost), "{raw:?} should be rejected");
+            assert_eq!(
+                canonical(raw),
+                Err(MalformedHost),
+                "{raw:?} should be rejected"
+            );
         }
     }
 
@@ -217,14 +246,23 @@ mod tests {
         let classify = |raw: &str| base.classify(&CanonicalHost::parse(raw).expect("canonical"));
         assert_eq!(classify("example.com"), HostTarget::Apex);
         assert_eq!(classify("EXAMPLE.com.:443"), HostTarget::Apex);
-        assert_eq!(classify("acme.example.com"), HostTarget::Subdomain("acme".into()));
+        assert_eq!(
+            classify("acme.example.com"),
+            HostTarget::Subdomain("acme".into())
+        );
         assert_eq!(classify("a.b.example.com"), HostTarget::NoTenant);
-        assert_eq!(classify("evilexample.com"), HostTarget::CustomDomain("evilexample.com".into()));
+        assert_eq!(
+            classify("evilexample.com"),
+            HostTarget::CustomDomain("evilexample.com".into())
+        );
         assert_eq!(
             classify("acme.example.com.evil.com"),
             HostTarget::CustomDomain("acme.example.com.evil.com".into())
         );
-        assert_eq!(classify("notes.acme.io"), HostTarget::CustomDomain("notes.acme.io".into()));
+        assert_eq!(
+            classify("notes.acme.io"),
+            HostTarget::CustomDomain("notes.acme.io".into())
+        );
         assert_eq!(classify("10.0.0.1"), HostTarget::NoTenant);
         assert_eq!(classify("[::1]"), HostTarget::NoTenant);
     }
@@ -233,8 +271,17 @@ mod tests {
     fn base_domain_must_be_a_bare_dns_name() {
         assert!("example.com".parse::<BaseDomain>().is_ok());
         assert!("LocalHost.".parse::<BaseDomain>().is_ok());
-        for raw in ["https://example.com", "example.com:8080", "10.0.0.1", "", "exa mple.com"] {
-            assert!(raw.parse::<BaseDomain>().is_err(), "{raw:?} should be rejected");
+        for raw in [
+            "https://example.com",
+            "example.com:8080",
+            "10.0.0.1",
+            "",
+            "exa mple.com",
+        ] {
+            assert!(
+                raw.parse::<BaseDomain>().is_err(),
+                "{raw:?} should be rejected"
+            );
         }
     }
 }

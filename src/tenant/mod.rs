@@ -126,7 +126,9 @@ impl FromRequestParts<AppState> for Apex {
         let host = request_host(parts)?;
         match state.tenants.resolve(&host).await? {
             Resolution::Apex => Ok(Apex),
-            Resolution::Tenant(_) | Resolution::Unknown => Err(ApiError::NotFound("route not found")),
+            Resolution::Tenant(_) | Resolution::Unknown => {
+                Err(ApiError::NotFound("route not found"))
+            }
         }
     }
 }
@@ -148,7 +150,9 @@ fn request_host(parts: &Parts) -> Result<CanonicalHost> {
     let authority = parts
         .uri
         .authority()
-        .map(|authority| CanonicalHost::parse(authority.as_str()).map_err(|_| ApiError::InvalidHost))
+        .map(|authority| {
+            CanonicalHost::parse(authority.as_str()).map_err(|_| ApiError::InvalidHost)
+        })
         .transpose()?;
     match (authority, header) {
         (Some(authority), Some(header)) if authority != header => Err(ApiError::InvalidHost),

@@ -54,7 +54,12 @@ struct CachedAnswer {
 impl TenantResolver {
     /// A resolver that keeps answers for `ttl`.
     pub fn new(pool: Pool, base_domain: BaseDomain, ttl: Duration) -> Self {
-        Self { pool, base_domain, ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            pool,
+            base_domain,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The base domain hosts are classified against.
@@ -69,7 +74,9 @@ impl TenantResolver {
             HostTarget::Apex => return Ok(Resolution::Apex),
             HostTarget::NoTenant => return Ok(Resolution::Unknown),
             // A label that could never be a slug is never looked up.
-            HostTarget::Subdomain(label) if Slug::parse(label).is_err() => return Ok(Resolution::Unknown),
+            HostTarget::Subdomain(label) if Slug::parse(label).is_err() => {
+                return Ok(Resolution::Unknown);
+            }
             HostTarget::Subdomain(label) => Lookup::Slug(label),
             HostTarget::CustomDomain(domain) => Lookup::Domain(domain),
         };
@@ -88,8 +95,14 @@ impl TenantResolver {
 
     async fn fetch(&self, lookup: Lookup<'_>) -> Result<Option<TenantRecord>> {
         let (sql, key) = match lookup {
-            Lookup::Slug(slug) => ("select id, slug, name, plan, status from tenant_by_slug($1)", slug),
-            Lookup::Domain(domain) => ("select id, slug, name, plan, status from tenant_by_domain($1)", domain),
+            Lookup::Slug(slug) => (
+                "select id, slug, name, plan, status from tenant_by_slug($1)",
+                slug,
+            ),
+            Lookup::Domain(domain) => (
+                "select id, slug, name, plan, status from tenant_by_domain($1)",
+                domain,
+            ),
         };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await?;
@@ -112,13 +125,21 @@ impl TenantResolver {
                 cache.clear();
             }
         }
-        cache.insert(host.clone(), CachedAnswer { expires_at: now + self.ttl, tenant });
+        cache.insert(
+            host.clone(),
+            CachedAnswer {
+                expires_at: now + self.ttl,
+                tenant,
+            },
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CanonicalHost, CachedAnswer>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every operation is a single insert, lookup or clear), so keep going.
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

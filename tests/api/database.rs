@@ -12,19 +12,23 @@ async fn two_tenants(app: &TestApp) -> (TestTenant, TestTenant) {
     let globex = app.onboard("globex").await;
     app.create_note(&acme, "acme note").await;
     app.create_note(&globex, "globex note").await;
-    app.admin
-        .execute("insert into tenant_domains (domain, tenant_id) values ('notes.acme.io', $1)", &[&acme.id])
-        .await
-        .unwrap();
+    app.add_domain("notes.acme.io", acme.id).await;
     (acme, globex)
 }
 
 async fn count(client: &Client, table: &str) -> i64 {
-    client.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0)
+    client
+        .query_one(&format!("select count(*) from {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 fn sqlstate(error: &tokio_postgres::Error) -> SqlState {
-    error.code().cloned().unwrap_or_else(|| panic!("expected a database error, got {error}"))
+    error
+        .code()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected a database error, got {error}"))
 }
 
 #[tokio::test]
@@ -34,11 +38,18 @@ async fn without_a_tenant_the_runtime_role_sees_nothing_and_writes_nothing() {
     let runtime = app.connect_as_runtime_role().await;
 
     for table in ["users", "notes"] {
-        assert_eq!(count(&runtime, table).await, 0, "{table} leaked rows without a tenant");
+        assert_eq!(
+            count(&runtime, table).await,
+            0,
+            "{table} leaked rows without a tenant"
+        );
     }
     // The registry is not readable at all, only through the lookup functions.
     for table in ["tenants", "tenant_domains"] {
-        let error = runtime.query(&format!("select count(*) from {table}"), &[]).await.expect_err(table);
+        let error = runtime
+            .query(&format!("select count(*) from {table}"), &[])
+            .await
+            .expect_err(table);
         assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE);
     }
     let insert = runtime
@@ -58,7 +69,10 @@ async fn an_empty_tenant_setting_fails_closed_without_an_error() {
     two_tenants(&app).await;
     let runtime = app.connect_as_runtime_role().await;
     // What a pooled session looks like after a transaction used the setting.
-    runtime.batch_execute("select set_config('app.tenant_id', '', false)").await.unwrap();
+    runtime
+        .batch_execute("select set_config('app.tenant_id', '', false)")
+        .await
+        .unwrap();
     assert_eq!(count(&runtime, "notes").await, 0);
     assert_eq!(count(&runtime, "users").await, 0);
 }
@@ -70,16 +84,42 @@ async fn with_a_tenant_set_only_that_tenants_rows_are_visible_or_writable() {
     let globex_before = app.fingerprint(globex.id).await;
     let mut runtime = app.connect_as_runtime_role().await;
     let tx = runtime.transaction().await.unwrap();
-    tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
+    tx.execute(
+        "select set_config('app.tenant_id', $1, true)",
+        &[&acme.id.to_string()],
+    )
+    .await
+    .unwrap();
 
-    let visible: Vec<Uuid> = tx.query("select tenant_id from notes", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let visible: Vec<Uuid> = tx
+        .query("select tenant_id from notes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(visible, [acme.id]);
-    let users: Vec<Uuid> = tx.query("select tenant_id from users", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let users: Vec<Uuid> = tx
+        .query("select tenant_id from users", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(users, [acme.id]);
 
     // Reaching for globex's rows by id changes nothing.
-    let updated = tx.execute("update notes set content = 'pwned' where tenant_id = $1", &[&globex.id]).await.unwrap();
-    let deleted = tx.execute("delete from users where tenant_id = $1", &[&globex.id]).await.unwrap();
+    let updated = tx
+        .execute(
+            "update notes set content = 'pwned' where tenant_id = $1",
+            &[&globex.id],
+        )
+        .await
+        .unwrap();
+    let deleted = tx
+        .execute("delete from users where tenant_id = $1", &[&globex.id])
+        .await
+        .unwrap();
     assert_eq!((updated, deleted), (0, 0));
     tx.commit().await.unwrap();
     assert_eq!(app.fingerprint(globex.id).await, globex_before);
@@ -97,14 +137,29 @@ async fn writing_another_tenants_id_is_rejected_by_with_check() {
             "insert into notes (tenant_id, id, user_id, content) select $1, gen_random_uuid(), id, 'planted' from users limit 1",
             "insert a row carrying globex's tenant_id",
         ),
-        ("update notes set tenant_id = $1", "move acme's note into globex"),
-        ("update users set tenant_id = $1", "move acme's user into globex"),
+        (
+            "update notes set tenant_id = $1",
+            "move acme's note into globex",
+        ),
+        (
+            "update users set tenant_id = $1",
+            "move acme's user into globex",
+        ),
     ];
     for (sql, what) in attempts {
         let tx = runtime.transaction().await.unwrap();
-        tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
+        tx.execute(
+            "select set_config('app.tenant_id', $1, true)",
+            &[&acme.id.to_string()],
+        )
+        .await
+        .unwrap();
         let error = tx.execute(sql, &[&globex.id]).await.expect_err(what);
-        assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{what}: {error}");
+        assert_eq!(
+            sqlstate(&error),
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            "{what}: {error}"
+        );
     }
     assert_eq!(app.fingerprint(globex.id).await, globex_before);
 }
@@ -113,7 +168,10 @@ async fn writing_another_tenants_id_is_rejected_by_with_check() {
 async fn the_runtime_role_cannot_disable_drop_or_bypass_the_policies() {
     let app = spawn_app().await;
     let (acme, globex) = two_tenants(&app).await;
-    let before = (app.fingerprint(acme.id).await, app.fingerprint(globex.id).await);
+    let before = (
+        app.fingerprint(acme.id).await,
+        app.fingerprint(globex.id).await,
+    );
     let runtime = app.connect_as_runtime_role().await;
 
     for sql in [
@@ -132,14 +190,30 @@ async fn the_runtime_role_cannot_disable_drop_or_bypass_the_policies() {
     ] {
         let result = runtime.batch_execute(sql).await;
         let error = result.expect_err(sql);
-        assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {error}");
+        assert_eq!(
+            sqlstate(&error),
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            "{sql}: {error}"
+        );
     }
     // row_security = off does not bypass anything: it turns the query into an error.
-    runtime.batch_execute("set row_security = off").await.unwrap();
-    let error = runtime.query("select * from notes", &[]).await.expect_err("row_security=off must not bypass RLS");
+    runtime
+        .batch_execute("set row_security = off")
+        .await
+        .unwrap();
+    let error = runtime
+        .query("select * from notes", &[])
+        .await
+        .expect_err("row_security=off must not bypass RLS");
     assert_eq!(sqlstate(&error), SqlState::INSUFFICIENT_PRIVILEGE);
 
-    assert_eq!((app.fingerprint(acme.id).await, app.fingerprint(globex.id).await), before);
+    assert_eq!(
+        (
+            app.fingerprint(acme.id).await,
+            app.fingerprint(globex.id).await
+        ),
+        before
+    );
 }
 
 #[tokio::test]
@@ -148,15 +222,42 @@ async fn tenant_lookup_functions_answer_only_the_exact_question() {
     let (acme, globex) = two_tenants(&app).await;
     let runtime = app.connect_as_runtime_role().await;
 
-    let by_domain = runtime.query("select id from tenant_by_domain('notes.acme.io')", &[]).await.unwrap();
-    assert_eq!(by_domain.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [acme.id]);
-    let by_slug = runtime.query("select id from tenant_by_slug('globex')", &[]).await.unwrap();
-    assert_eq!(by_slug.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(), [globex.id]);
+    let by_domain = runtime
+        .query("select id from tenant_by_domain('notes.acme.io')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_domain
+            .iter()
+            .map(|r| r.get::<_, Uuid>(0))
+            .collect::<Vec<_>>(),
+        [acme.id]
+    );
+    let by_slug = runtime
+        .query("select id from tenant_by_slug('globex')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_slug
+            .iter()
+            .map(|r| r.get::<_, Uuid>(0))
+            .collect::<Vec<_>>(),
+        [globex.id]
+    );
     for pattern in ["%", "notes.acme.%", "", "NOTES.ACME.IO"] {
-        let rows = runtime.query("select id from tenant_by_domain($1)", &[&pattern]).await.unwrap();
+        let rows = runtime
+            .query("select id from tenant_by_domain($1)", &[&pattern])
+            .await
+            .unwrap();
         assert!(rows.is_empty(), "{pattern:?} must not match");
     }
-    assert!(runtime.query("select id from tenant_by_slug('%')", &[]).await.unwrap().is_empty());
+    assert!(
+        runtime
+            .query("select id from tenant_by_slug('%')", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -166,16 +267,41 @@ async fn create_tenant_only_runs_inside_a_transaction_bound_to_the_new_tenant() 
     let mut runtime = app.connect_as_runtime_role().await;
     let new_id = Uuid::now_v7();
 
-    let unbound = runtime.execute("select create_tenant($1, 'rogue', 'Rogue', 'free')", &[&new_id]).await;
-    assert_eq!(sqlstate(&unbound.expect_err("no tenant bound")), SqlState::INSUFFICIENT_PRIVILEGE);
+    let unbound = runtime
+        .execute(
+            "select create_tenant($1, 'rogue', 'Rogue', 'free')",
+            &[&new_id],
+        )
+        .await;
+    assert_eq!(
+        sqlstate(&unbound.expect_err("no tenant bound")),
+        SqlState::INSUFFICIENT_PRIVILEGE
+    );
 
     let tx = runtime.transaction().await.unwrap();
-    tx.execute("select set_config('app.tenant_id', $1, true)", &[&acme.id.to_string()]).await.unwrap();
-    let other = tx.execute("select create_tenant($1, 'rogue', 'Rogue', 'free')", &[&new_id]).await;
-    assert_eq!(sqlstate(&other.expect_err("bound to acme, not the new id")), SqlState::INSUFFICIENT_PRIVILEGE);
+    tx.execute(
+        "select set_config('app.tenant_id', $1, true)",
+        &[&acme.id.to_string()],
+    )
+    .await
+    .unwrap();
+    let other = tx
+        .execute(
+            "select create_tenant($1, 'rogue', 'Rogue', 'free')",
+            &[&new_id],
+        )
+        .await;
+    assert_eq!(
+        sqlstate(&other.expect_err("bound to acme, not the new id")),
+        SqlState::INSUFFICIENT_PRIVILEGE
+    );
     drop(tx);
 
-    let rogue = app.admin.query_opt("select 1 from tenants where slug = 'rogue'", &[]).await.unwrap();
+    let rogue = app
+        .admin
+        .query_opt("select 1 from tenants where slug = 'rogue'", &[])
+        .await
+        .unwrap();
     assert!(rogue.is_none());
 }
 
@@ -187,15 +313,24 @@ async fn a_pooled_connection_does_not_carry_a_tenant_into_the_next_checkout() {
     let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
 
     let seen = db
-        .with_tenant(tenant, async |tx| Ok(tx.query("select id from notes", &[]).await?.len()))
+        .with_tenant(tenant, async |tx| {
+            Ok(tx.query("select id from notes", &[]).await?.len())
+        })
         .await
         .unwrap();
     assert_eq!(seen, 1);
 
     let client = db.pool().get().await.unwrap();
-    let setting: Option<String> =
-        client.query_one("select current_setting('app.tenant_id', true)", &[]).await.unwrap().get(0);
-    assert_eq!(setting.as_deref(), Some(""), "the tenant must not outlive the transaction");
+    let setting: Option<String> = client
+        .query_one("select current_setting('app.tenant_id', true)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        setting.as_deref(),
+        Some(""),
+        "the tenant must not outlive the transaction"
+    );
     assert_eq!(count(&client, "notes").await, 0);
     assert_transaction_closed(&client).await;
 }
@@ -211,11 +346,19 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
         tx.query("select pg_sleep(1)", &[]).await?;
         Ok(())
     });
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(200), slow).await.is_err(), "should time out");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), slow)
+            .await
+            .is_err(),
+        "should time out"
+    );
 
     let client = db.pool().get().await.unwrap();
-    let setting: Option<String> =
-        client.query_one("select current_setting('app.tenant_id', true)", &[]).await.unwrap().get(0);
+    let setting: Option<String> = client
+        .query_one("select current_setting('app.tenant_id', true)", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(setting.as_deref(), Some(""));
     assert_eq!(count(&client, "notes").await, 0);
     assert_transaction_closed(&client).await;
@@ -238,8 +381,16 @@ async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
         .await;
     assert!(failed.is_err());
 
-    let seen = db.with_tenant(tenant, async |tx| Ok(tx.query("select id from notes", &[]).await?.len())).await;
-    assert_eq!(seen.unwrap(), 1, "the next transaction on the same connection works");
+    let seen = db
+        .with_tenant(tenant, async |tx| {
+            Ok(tx.query("select id from notes", &[]).await?.len())
+        })
+        .await;
+    assert_eq!(
+        seen.unwrap(),
+        1,
+        "the next transaction on the same connection works"
+    );
 }
 
 /// A `Db` of the runtime role with a single connection, so every checkout
@@ -253,7 +404,18 @@ fn single_connection_db(app: &TestApp) -> tenantry::db::Db {
 /// Two statements in one open transaction share a transaction id; in
 /// autocommit they do not.
 async fn assert_transaction_closed(client: &Client) {
-    let first: i64 = client.query_one("select txid_current()", &[]).await.unwrap().get(0);
-    let second: i64 = client.query_one("select txid_current()", &[]).await.unwrap().get(0);
-    assert_ne!(first, second, "a transaction was left open on the pooled connection");
+    let first: i64 = client
+        .query_one("select txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let second: i64 = client
+        .query_one("select txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        first, second,
+        "a transaction was left open on the pooled connection"
+    );
 }

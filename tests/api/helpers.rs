@@ -10,7 +10,10 @@
 //! test's database: it bypasses RLS, for arranging state the API cannot
 //! create and for checking what really is in the tables.
 
-#![allow(dead_code, reason = "each test module uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the harness"
+)]
 
 use std::{str::FromStr, time::Duration};
 
@@ -48,7 +51,9 @@ static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 
 /// The shared cluster, set up once per test process.
 pub async fn cluster() -> &'static TestCluster {
-    CLUSTER.get_or_init(|| async { TestCluster::set_up().await }).await
+    CLUSTER
+        .get_or_init(|| async { TestCluster::set_up().await })
+        .await
 }
 
 impl TestCluster {
@@ -56,20 +61,35 @@ impl TestCluster {
         let superuser = superuser_config().await;
         let admin = connect(&superuser).await;
         // Serialise set-up across test processes of the same cluster.
-        admin.execute("select pg_advisory_lock(7357)", &[]).await.expect("set-up lock");
+        admin
+            .execute("select pg_advisory_lock(7357)", &[])
+            .await
+            .expect("set-up lock");
         local::ensure_owner_role(&admin).await.expect("owner role");
         admin
-            .batch_execute(&format!("alter role {} password '{ROLE_PASSWORD}'", local::OWNER_ROLE))
+            .batch_execute(&format!(
+                "alter role {} password '{ROLE_PASSWORD}'",
+                local::OWNER_ROLE
+            ))
             .await
             .expect("owner password");
         let template = format!("tenantry_tpl_{}", migrations_fingerprint());
-        let exists = admin.query_opt("select 1 from pg_database where datname = $1", &[&template]).await.expect("query");
+        let exists = admin
+            .query_opt("select 1 from pg_database where datname = $1", &[&template])
+            .await
+            .expect("query");
         if exists.is_none() {
             build_template(&superuser, &admin, &template).await;
         }
         sweep_leftovers(&admin, &template).await;
-        admin.execute("select pg_advisory_unlock(7357)", &[]).await.expect("set-up unlock");
-        Self { superuser, template }
+        admin
+            .execute("select pg_advisory_unlock(7357)", &[])
+            .await
+            .expect("set-up unlock");
+        Self {
+            superuser,
+            template,
+        }
     }
 
     /// A connection config for `user` (with the test password) on `dbname`.
@@ -107,10 +127,18 @@ impl TestCluster {
     }
 
     async fn new_database(&self, template: Option<&str>) -> String {
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-        let name = format!("test_{created}_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let name = format!(
+            "test_{created}_{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
         let admin = connect(&self.superuser).await;
-        local::ensure_database(&admin, &name, template).await.expect("create test database");
+        local::ensure_database(&admin, &name, template)
+            .await
+            .expect("create test database");
         name
     }
 }
@@ -121,13 +149,22 @@ async fn superuser_config() -> Config {
         return Config::from_str(&url).expect("TEST_DATABASE_URL must be a valid PostgreSQL URL");
     }
     let mut system = Config::new();
-    system.host("127.0.0.1").port(5432).user("postgres").dbname("postgres");
+    system
+        .host("127.0.0.1")
+        .port(5432)
+        .user("postgres")
+        .dbname("postgres");
     system.connect_timeout(Duration::from_secs(2));
     if system.connect(NoTls).await.is_ok() {
         return system;
     }
     let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tenantry-test-pg");
-    let options = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=300"];
+    let options = [
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=300",
+    ];
     let cluster = tokio::task::spawn_blocking(move || local::LocalCluster::ensure_running(&root, PRIVATE_CLUSTER_PORT, &options))
         .await
         .expect("cluster task")
@@ -141,18 +178,32 @@ async fn superuser_config() -> Config {
 /// `template` by renaming (so a crash never leaves a half-built template).
 async fn build_template(superuser: &Config, admin: &Client, template: &str) {
     let building = format!("{template}_building_{}", std::process::id());
-    admin.batch_execute(&format!("drop database if exists \"{building}\"")).await.expect("drop stale");
-    local::ensure_database(admin, &building, None).await.expect("create template");
+    admin
+        .batch_execute(&format!("drop database if exists \"{building}\""))
+        .await
+        .expect("drop stale");
+    local::ensure_database(admin, &building, None)
+        .await
+        .expect("create template");
     {
         let mut owner_config = superuser.clone();
-        owner_config.user(local::OWNER_ROLE).password(ROLE_PASSWORD).dbname(&building);
+        owner_config
+            .user(local::OWNER_ROLE)
+            .password(ROLE_PASSWORD)
+            .dbname(&building);
         let mut owner = connect(&owner_config).await;
         let password = SecretString::from(ROLE_PASSWORD);
-        migrate::run(&mut owner, Some(&password)).await.expect("migrate the template as the owner role");
+        migrate::run(&mut owner, Some(&password))
+            .await
+            .expect("migrate the template as the owner role");
     }
     // The owner connection must be gone before the database can be renamed or cloned.
     for _ in 0..50 {
-        let renamed = admin.batch_execute(&format!("alter database \"{building}\" rename to \"{template}\"")).await;
+        let renamed = admin
+            .batch_execute(&format!(
+                "alter database \"{building}\" rename to \"{template}\""
+            ))
+            .await;
         if renamed.is_ok() {
             return;
         }
@@ -165,19 +216,28 @@ async fn build_template(superuser: &Config, admin: &Client, template: &str) {
 /// sets. Databases still in use by a running test cannot be dropped; that error
 /// is expected and ignored.
 async fn sweep_leftovers(admin: &Client, template: &str) {
-    let cutoff = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 3600;
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 3600;
     let rows = admin
         .query("select datname from pg_database where datname like 'test\\_%' or datname like 'tenantry\\_tpl\\_%'", &[])
         .await
         .expect("list databases");
     for row in rows {
         let name: String = row.get(0);
-        let stale = match name.strip_prefix("test_").and_then(|rest| rest.split('_').next()) {
+        let stale = match name
+            .strip_prefix("test_")
+            .and_then(|rest| rest.split('_').next())
+        {
             Some(created) => created.parse::<u64>().is_ok_and(|created| created < cutoff),
             None => name != template,
         };
         if stale {
-            let _ = admin.batch_execute(&format!("drop database if exists \"{name}\"")).await;
+            let _ = admin
+                .batch_execute(&format!("drop database if exists \"{name}\""))
+                .await;
         }
     }
 }
@@ -192,7 +252,12 @@ fn migrations_fingerprint() -> String {
         let path = format!("{}/{extra}", env!("CARGO_MANIFEST_DIR"));
         hasher.update(std::fs::read(path).expect("sql file"));
     }
-    hasher.finalize().iter().take(6).map(|byte| format!("{byte:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Connects and drives the connection in the background.
@@ -220,13 +285,19 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         jwt: JwtSettings {
             keys: vec![
                 (JWT_CURRENT.0.to_owned(), SecretString::from(JWT_CURRENT.1)),
-                (JWT_PREVIOUS.0.to_owned(), SecretString::from(JWT_PREVIOUS.1)),
+                (
+                    JWT_PREVIOUS.0.to_owned(),
+                    SecretString::from(JWT_PREVIOUS.1),
+                ),
             ],
             issuer: JWT_ISSUER.to_owned(),
             ttl: Duration::from_secs(3600),
         },
         signup: SignupMode::Open,
-        password_hashing: HashingSettings { concurrency: 4, queue_timeout: Duration::from_secs(10) },
+        password_hashing: HashingSettings {
+            concurrency: 4,
+            queue_timeout: Duration::from_secs(10),
+        },
         request_timeout: Duration::from_secs(15),
         max_body_bytes: 64 * 1024,
         tenant_cache_ttl: Duration::ZERO,
@@ -264,7 +335,9 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let dbname = cluster.migrated_database().await;
     let mut settings = test_settings(cluster, &dbname);
     customize(&mut settings);
-    let app = Application::build(&settings).await.expect("the test server starts");
+    let app = Application::build(&settings)
+        .await
+        .expect("the test server starts");
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -272,14 +345,19 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         admin: connect(&cluster.superuser_on(&dbname)).await,
         dbname,
         cluster,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
     }
 }
 
 impl TestApp {
     /// A request to `path` with the given Host header.
     pub fn request(&self, method: Method, host: &str, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("http://127.0.0.1:{}{path}", self.port)).header(HOST, host)
+        self.http
+            .request(method, format!("http://127.0.0.1:{}{path}", self.port))
+            .header(HOST, host)
     }
 
     pub fn get(&self, host: &str, path: &str) -> RequestBuilder {
@@ -318,11 +396,21 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::CREATED, "onboarding {slug}");
         let body: Value = response.json().await.expect("json");
         let host = Self::host(slug);
-        let token = self.login(&host, &format!("{slug}-owner"), "owner-password").await;
+        let token = self
+            .login(&host, &format!("{slug}-owner"), "owner-password")
+            .await;
         TestTenant {
-            id: body["tenant"]["id"].as_str().expect("tenant id").parse().expect("uuid"),
+            id: body["tenant"]["id"]
+                .as_str()
+                .expect("tenant id")
+                .parse()
+                .expect("uuid"),
             slug: slug.to_owned(),
-            owner_id: body["owner"]["id"].as_str().expect("owner id").parse().expect("uuid"),
+            owner_id: body["owner"]["id"]
+                .as_str()
+                .expect("owner id")
+                .parse()
+                .expect("uuid"),
             host,
             token,
         }
@@ -336,7 +424,11 @@ impl TestApp {
             .send()
             .await
             .expect("register request");
-        assert_eq!(response.status(), StatusCode::CREATED, "registering {username} on {host}");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "registering {username} on {host}"
+        );
         let body: Value = response.json().await.expect("json");
         let id = body["id"].as_str().expect("id").parse().expect("uuid");
         (id, self.login(host, username, "member-password").await)
@@ -350,7 +442,11 @@ impl TestApp {
             .send()
             .await
             .expect("login request");
-        assert_eq!(response.status(), StatusCode::OK, "login of {username} on {host}");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "login of {username} on {host}"
+        );
         let body: Value = response.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
     }
@@ -389,7 +485,10 @@ impl TestApp {
     /// Rows of `table` belonging to `tenant`, counted as the superuser.
     pub async fn count(&self, table: &str, tenant: Uuid) -> i64 {
         self.admin
-            .query_one(&format!("select count(*) from {table} where tenant_id = $1"), &[&tenant])
+            .query_one(
+                &format!("select count(*) from {table} where tenant_id = $1"),
+                &[&tenant],
+            )
             .await
             .expect("count")
             .get(0)
@@ -404,21 +503,124 @@ impl TestApp {
 /// Asserts the status and the JSON error shape, and returns the error code.
 pub async fn expect_error(response: Response, status: StatusCode) -> String {
     let actual = response.status();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let text = response.text().await.expect("body");
     assert_eq!(actual, status, "unexpected status; body: {text}");
-    assert!(content_type.starts_with("application/json"), "error content type was {content_type:?}: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "error content type was {content_type:?}: {text}"
+    );
     assert_no_internals(&text);
     let body: Value = serde_json::from_str(&text).expect("error body is JSON");
-    let error = body["error"].as_object().unwrap_or_else(|| panic!("no error object in {text}"));
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {text}");
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object in {text}"));
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message in {text}"
+    );
     error["code"].as_str().expect("error code").to_owned()
 }
 
 /// Fails if a response body shows database or Rust internals.
 pub fn assert_no_internals(text: &str) {
     let lower = text.to_lowercase();
-    for leak in ["postgres", "sql", "constraint", "violates", "relation", "panicked", "tenantry::", "struct ", "stack", "rls"] {
-        assert!(!lower.contains(leak), "response leaks internals ({leak}): {text}");
+    for leak in [
+        "postgres",
+        "sql",
+        "constraint",
+        "violates",
+        "relation",
+        "panicked",
+        "tenantry::",
+        "struct ",
+        "stack",
+        "rls",
+    ] {
+        assert!(
+            !lower.contains(leak),
+            "response leaks internals ({leak}): {text}"
+        );
+    }
+}
+
+impl TestApp {
+    /// Sends `request` verbatim over a fresh TCP connection (for requests an
+    /// HTTP client refuses to build) and returns the status and body. The
+    /// request should carry `Connection: close`.
+    pub async fn raw(&self, request: &[u8]) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        stream.write_all(request).await.expect("write");
+        let mut response = Vec::new();
+        // The server may answer (e.g. 413) and close before reading everything we send.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl TestApp {
+    /// `method path` on `host` as the holder of `token`, with an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.request(method, host, path).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// GET `path` on `host` as the holder of `token`, expecting 200 and JSON.
+    pub async fn get_json(&self, host: &str, path: &str, token: &str) -> Value {
+        let response = self.call(Method::GET, host, path, token, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path} on {host}");
+        response.json().await.expect("json body")
+    }
+}
+
+/// The contents of a page of notes, in order.
+pub fn note_contents(page: &Value) -> Vec<String> {
+    page["notes"]
+        .as_array()
+        .expect("a page of notes")
+        .iter()
+        .map(|note| note["content"].as_str().expect("content").to_owned())
+        .collect()
+}
+
+impl TestApp {
+    /// Registers `domain` for `tenant` directly in the registry (no API yet).
+    pub async fn add_domain(&self, domain: &str, tenant: Uuid) {
+        self.admin
+            .execute(
+                "insert into tenant_domains (domain, tenant_id) values ($1, $2)",
+                &[&domain, &tenant],
+            )
+            .await
+            .expect("insert tenant_domains");
     }
 }

@@ -1,6 +1,18 @@
 //! Integration tests: the real server on a loopback port, against a real
 //! PostgreSQL, one fresh database per test (see helpers.rs).
 
-mod helpers;
+// A failed unwrap is a failed test with its location; helpers outside
+// #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
 mod database;
+mod helpers;
+mod hosts;
+mod input;
+mod lifecycle;
+mod migrations;
+mod notes;
+mod onboarding;
+mod source;
 mod tenancy;
+mod tokens;

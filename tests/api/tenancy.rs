@@ -3,10 +3,10 @@
 //! no API yet and is covered at the database level (database.rs). Every attack
 //! asserts the exact status and that A's rows are byte-for-byte unchanged.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{expect_error, spawn_app};
+use crate::helpers::{expect_error, note_contents, spawn_app};
 
 #[tokio::test]
 async fn tenant_b_cannot_read_update_or_delete_tenant_a_notes() {
@@ -18,18 +18,44 @@ async fn tenant_b_cannot_read_update_or_delete_tenant_a_notes() {
     let before = app.fingerprint(acme.id).await;
 
     let path = format!("/api/notes/{secret}");
-    let read = app.get(&globex.host, &path).bearer_auth(&globex.token).send().await.unwrap();
+    let read = app
+        .call(Method::GET, &globex.host, &path, &globex.token, None)
+        .await;
     assert_eq!(expect_error(read, StatusCode::NOT_FOUND).await, "not_found");
-    let update = app.patch(&globex.host, &path).bearer_auth(&globex.token).json(&json!({"content": "pwned"})).send().await.unwrap();
-    assert_eq!(expect_error(update, StatusCode::NOT_FOUND).await, "not_found");
-    let delete = app.delete(&globex.host, &path).bearer_auth(&globex.token).send().await.unwrap();
-    assert_eq!(expect_error(delete, StatusCode::NOT_FOUND).await, "not_found");
-    let list: Value = app.get(&globex.host, "/api/notes").bearer_auth(&globex.token).send().await.unwrap().json().await.unwrap();
-    let contents: Vec<&str> = list["notes"].as_array().unwrap().iter().map(|n| n["content"].as_str().unwrap()).collect();
+    let update = app
+        .call(
+            Method::PATCH,
+            &globex.host,
+            &path,
+            &globex.token,
+            Some(json!({"content": "pwned"})),
+        )
+        .await;
+    assert_eq!(
+        expect_error(update, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+    let delete = app
+        .call(Method::DELETE, &globex.host, &path, &globex.token, None)
+        .await;
+    assert_eq!(
+        expect_error(delete, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+    let list: Value = app
+        .get_json(&globex.host, "/api/notes", &globex.token)
+        .await;
+    let contents = note_contents(&list);
     assert_eq!(contents, ["globex's own note"]);
 
-    assert_eq!(app.fingerprint(acme.id).await, before, "acme's rows changed");
-    let still_there = app.get(&acme.host, &path).bearer_auth(&acme.token).send().await.unwrap();
+    assert_eq!(
+        app.fingerprint(acme.id).await,
+        before,
+        "acme's rows changed"
+    );
+    let still_there = app
+        .call(Method::GET, &acme.host, &path, &acme.token, None)
+        .await;
     assert_eq!(still_there.status(), StatusCode::OK);
 }
 
@@ -42,7 +68,15 @@ async fn a_missing_note_and_another_tenants_note_get_the_same_answer() {
     let missing = uuid::Uuid::now_v7();
 
     let answer = async |id: uuid::Uuid| {
-        let response = app.get(&globex.host, &format!("/api/notes/{id}")).bearer_auth(&globex.token).send().await.unwrap();
+        let response = app
+            .call(
+                Method::GET,
+                &globex.host,
+                &format!("/api/notes/{id}"),
+                &globex.token,
+                None,
+            )
+            .await;
         (response.status(), response.text().await.unwrap())
     };
     assert_eq!(answer(theirs).await, answer(missing).await);
@@ -58,13 +92,25 @@ async fn another_user_of_the_same_tenant_cannot_touch_my_notes() {
 
     let path = format!("/api/notes/{note}");
     for response in [
-        app.get(&acme.host, &path).bearer_auth(&mallory).send().await.unwrap(),
-        app.patch(&acme.host, &path).bearer_auth(&mallory).json(&json!({"content": "x"})).send().await.unwrap(),
-        app.delete(&acme.host, &path).bearer_auth(&mallory).send().await.unwrap(),
+        app.call(Method::GET, &acme.host, &path, &mallory, None)
+            .await,
+        app.call(
+            Method::PATCH,
+            &acme.host,
+            &path,
+            &mallory,
+            Some(json!({"content": "x"})),
+        )
+        .await,
+        app.call(Method::DELETE, &acme.host, &path, &mallory, None)
+            .await,
     ] {
-        assert_eq!(expect_error(response, StatusCode::NOT_FOUND).await, "not_found");
+        assert_eq!(
+            expect_error(response, StatusCode::NOT_FOUND).await,
+            "not_found"
+        );
     }
-    let list: Value = app.get(&acme.host, "/api/notes").bearer_auth(&mallory).send().await.unwrap().json().await.unwrap();
+    let list: Value = app.get_json(&acme.host, "/api/notes", &mallory).await;
     assert_eq!(list["notes"], json!([]));
     assert_eq!(app.fingerprint(acme.id).await, before);
 }
@@ -76,15 +122,40 @@ async fn a_token_for_one_tenant_is_rejected_by_another() {
     let globex = app.onboard("globex").await;
     let before = app.fingerprint(globex.id).await;
 
-    let me = app.get(&globex.host, "/api/me").bearer_auth(&acme.token).send().await.unwrap();
-    assert_eq!(expect_error(me, StatusCode::UNAUTHORIZED).await, "unauthorized");
-    let create = app.post(&globex.host, "/api/notes").bearer_auth(&acme.token).json(&json!({"content": "planted"})).send().await.unwrap();
-    assert_eq!(expect_error(create, StatusCode::UNAUTHORIZED).await, "unauthorized");
-    let list = app.get(&globex.host, "/api/notes").bearer_auth(&acme.token).send().await.unwrap();
-    assert_eq!(expect_error(list, StatusCode::UNAUTHORIZED).await, "unauthorized");
+    let me = app
+        .call(Method::GET, &globex.host, "/api/me", &acme.token, None)
+        .await;
+    assert_eq!(
+        expect_error(me, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+    let create = app
+        .call(
+            Method::POST,
+            &globex.host,
+            "/api/notes",
+            &acme.token,
+            Some(json!({"content": "planted"})),
+        )
+        .await;
+    assert_eq!(
+        expect_error(create, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+    let list = app
+        .call(Method::GET, &globex.host, "/api/notes", &acme.token, None)
+        .await;
+    assert_eq!(
+        expect_error(list, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
 
     assert_eq!(app.fingerprint(globex.id).await, before, "globex changed");
-    assert_eq!(app.count("notes", acme.id).await, 0, "nothing was written to acme either");
+    assert_eq!(
+        app.count("notes", acme.id).await,
+        0,
+        "nothing was written to acme either"
+    );
 }
 
 #[tokio::test]
@@ -93,7 +164,7 @@ async fn me_shows_only_the_callers_own_user_and_tenant() {
     let acme = app.onboard("acme").await;
     let globex = app.onboard("globex").await;
 
-    let me: Value = app.get(&globex.host, "/api/me").bearer_auth(&globex.token).send().await.unwrap().json().await.unwrap();
+    let me: Value = app.get_json(&globex.host, "/api/me", &globex.token).await;
     assert_eq!(me["user"]["id"], json!(globex.owner_id));
     assert_eq!(me["user"]["username"], "globex-owner");
     assert_eq!(me["tenant"]["slug"], "globex");
@@ -110,16 +181,28 @@ async fn the_same_username_and_email_may_exist_in_two_tenants() {
     let body = json!({"username": "sam", "email": "sam@shared.test", "password": "sam-password"});
 
     for tenant in [&acme, &globex] {
-        let response = app.post(&tenant.host, "/api/register").json(&body).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED, "no cross-tenant existence oracle on {}", tenant.slug);
+        let response = app
+            .post(&tenant.host, "/api/register")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "no cross-tenant existence oracle on {}",
+            tenant.slug
+        );
     }
     // Each tenant's sam signs in only where they registered; the accounts are distinct.
     let acme_sam = app.login(&acme.host, "sam", "sam-password").await;
     let globex_sam = app.login(&globex.host, "sam", "sam-password").await;
-    let who = async |host: &str, token: &str| -> Value {
-        app.get(host, "/api/me").bearer_auth(token).send().await.unwrap().json().await.unwrap()
-    };
-    assert_ne!(who(&acme.host, &acme_sam).await["user"]["id"], who(&globex.host, &globex_sam).await["user"]["id"]);
+    let who =
+        async |host: &str, token: &str| -> Value { app.get_json(host, "/api/me", token).await };
+    assert_ne!(
+        who(&acme.host, &acme_sam).await["user"]["id"],
+        who(&globex.host, &globex_sam).await["user"]["id"]
+    );
 }
 
 #[tokio::test]
@@ -133,13 +216,26 @@ async fn duplicates_within_a_tenant_conflict_case_insensitively() {
             .await
             .unwrap()
     };
-    assert_eq!(register("sam", "sam@acme.test").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        register("sam", "sam@acme.test").await.status(),
+        StatusCode::CREATED
+    );
 
     let same_name = register("SAM", "other@acme.test").await;
-    assert_eq!(expect_error(same_name, StatusCode::CONFLICT).await, "conflict");
+    assert_eq!(
+        expect_error(same_name, StatusCode::CONFLICT).await,
+        "conflict"
+    );
     let same_email = register("samuel", "Sam@ACME.test").await;
-    assert_eq!(expect_error(same_email, StatusCode::CONFLICT).await, "conflict");
-    assert_eq!(app.count("users", acme.id).await, 2, "the owner and sam, nobody else");
+    assert_eq!(
+        expect_error(same_email, StatusCode::CONFLICT).await,
+        "conflict"
+    );
+    assert_eq!(
+        app.count("users", acme.id).await,
+        2,
+        "the owner and sam, nobody else"
+    );
 }
 
 #[tokio::test]
@@ -155,6 +251,9 @@ async fn tenant_b_cannot_sign_in_with_tenant_a_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(expect_error(response, StatusCode::UNAUTHORIZED).await, "invalid_credentials");
+    assert_eq!(
+        expect_error(response, StatusCode::UNAUTHORIZED).await,
+        "invalid_credentials"
+    );
     assert_eq!(app.fingerprint(acme.id).await, before);
 }

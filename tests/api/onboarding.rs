@@ -1,0 +1,218 @@
+//! Onboarding on the apex host: tenant and owner in one transaction.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{BASE_DOMAIN, TestApp, expect_error, spawn_app, spawn_app_with};
+
+fn request(slug: &str) -> Value {
+    json!({
+        "slug": slug,
+        "name": "Initech",
+        "plan": "pro",
+        "owner": {"username": "peter", "email": "peter@initech.test", "password": "peter-password"}
+    })
+}
+
+async fn tenant_count(app: &TestApp) -> i64 {
+    app.admin
+        .query_one("select count(*) from tenants", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn onboarding_creates_the_tenant_and_its_owner_who_can_sign_in() {
+    let app = spawn_app().await;
+    let response = app
+        .post(BASE_DOMAIN, "/api/tenants")
+        .json(&request("initech"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tenant"]["slug"], "initech");
+    assert_eq!(body["tenant"]["plan"], "pro");
+    assert_eq!(body["tenant"]["status"], "active");
+    assert_eq!(body["host"], "initech.example.test");
+    assert_eq!(body["owner"]["role"], "owner");
+    assert!(body["owner"].get("password_hash").is_none());
+
+    let tenant_id: uuid::Uuid = body["tenant"]["id"].as_str().unwrap().parse().unwrap();
+    let stored_hash: String = app
+        .admin
+        .query_one(
+            "select password_hash from users where tenant_id = $1",
+            &[&tenant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stored_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "argon2id with OWASP parameters"
+    );
+    let token = app
+        .login("initech.example.test", "peter", "peter-password")
+        .await;
+    let me: Value = app
+        .get_json("initech.example.test", "/api/me", &token)
+        .await;
+    assert_eq!(me["user"]["role"], "owner");
+    assert_eq!(me["tenant"]["name"], "Initech");
+}
+
+#[tokio::test]
+async fn a_taken_slug_is_a_conflict_and_changes_nothing() {
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    let before = app.fingerprint(acme.id).await;
+    let response = app
+        .post(BASE_DOMAIN, "/api/tenants")
+        .json(&request("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(response, StatusCode::CONFLICT).await,
+        "conflict"
+    );
+    assert_eq!(tenant_count(&app).await, 1);
+    assert_eq!(app.fingerprint(acme.id).await, before);
+}
+
+#[tokio::test]
+async fn invalid_onboarding_requests_are_422_and_create_nothing() {
+    let app = spawn_app().await;
+    let mut cases = Vec::new();
+    for slug in [
+        "Initech",
+        "in",
+        "www",
+        "admin",
+        "-initech",
+        "initech-",
+        "ini--tech",
+        "xn--initech",
+        "ini_tech",
+        "ini.tech",
+    ] {
+        cases.push((request(slug), "slug"));
+    }
+    let mut bad_plan = request("initech");
+    bad_plan["plan"] = json!("platinum");
+    cases.push((bad_plan, "plan"));
+    let mut blank_name = request("initech");
+    blank_name["name"] = json!("   ");
+    cases.push((blank_name, "name"));
+    let mut bad_email = request("initech");
+    bad_email["owner"]["email"] = json!("peter");
+    cases.push((bad_email, "owner.email"));
+    let mut short_password = request("initech");
+    short_password["owner"]["password"] = json!("short");
+    cases.push((short_password, "owner.password"));
+    let mut owner_role = request("initech");
+    owner_role["owner"]["role"] = json!("member");
+    cases.push((owner_role, "owner.role"));
+    let mut chosen_id = request("initech");
+    chosen_id["id"] = json!(uuid::Uuid::now_v7());
+    cases.push((chosen_id, "id"));
+
+    for (body, field) in cases {
+        let response = app
+            .post(BASE_DOMAIN, "/api/tenants")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error["error"]["field"], field, "{body}");
+    }
+    assert_eq!(tenant_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn onboarding_is_atomic_when_the_owner_cannot_be_created() {
+    let app = spawn_app().await;
+    // Sabotage: the tenant row goes in, then the owner insert fails.
+    app.admin
+        .batch_execute("alter table users add constraint sabotage check (username <> 'peter')")
+        .await
+        .unwrap();
+
+    let response = app
+        .post(BASE_DOMAIN, "/api/tenants")
+        .json(&request("initech"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(response, StatusCode::INTERNAL_SERVER_ERROR).await,
+        "internal"
+    );
+    assert_eq!(
+        tenant_count(&app).await,
+        0,
+        "the tenant row was rolled back with the owner"
+    );
+    let users: i64 = app
+        .admin
+        .query_one("select count(*) from users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+
+    // Once the cause is gone, the same request succeeds: nothing half-made blocks it.
+    app.admin
+        .batch_execute("alter table users drop constraint sabotage")
+        .await
+        .unwrap();
+    let retry = app
+        .post(BASE_DOMAIN, "/api/tenants")
+        .json(&request("initech"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn admin_only_signup_requires_the_admin_token() {
+    const TOKEN: &str = "an-admin-token-that-is-long-enough-0123";
+    let app = spawn_app_with(|settings| {
+        settings.signup = tenantry::config::SignupMode::AdminOnly {
+            admin_token: TOKEN.into(),
+        };
+    })
+    .await;
+    let attempt = async |authorization: Option<&str>| {
+        let mut builder = app
+            .post(BASE_DOMAIN, "/api/tenants")
+            .json(&request("initech"));
+        if let Some(value) = authorization {
+            builder = builder.header("authorization", value);
+        }
+        builder.send().await.unwrap()
+    };
+    for authorization in [
+        None,
+        Some("Bearer wrong-token"),
+        Some(&format!("Basic {TOKEN}")),
+        Some(&format!("Bearer {TOKEN}x")),
+    ] {
+        let response = attempt(authorization).await;
+        assert_eq!(
+            expect_error(response, StatusCode::UNAUTHORIZED).await,
+            "unauthorized",
+            "{authorization:?}"
+        );
+    }
+    assert_eq!(tenant_count(&app).await, 0);
+    let allowed = attempt(Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!(allowed.status(), StatusCode::CREATED);
+}
