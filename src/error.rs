@@ -206,14 +206,11 @@ impl From<tokio_postgres::Error> for ApiError {
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
+    /// Failing to get a connection at all (wait timeout, the server refusing
+    /// or not answering, too many connections) means the database is
+    /// unavailable to us right now: 503, whatever the server said.
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        use deadpool_postgres::PoolError;
-        match error {
-            PoolError::Backend(db) => db.into(),
-            // Waiting for a connection timed out, or a new connection could
-            // not be made: the database is busy or away.
-            other => Self::Unavailable(other.into()),
-        }
+        Self::Unavailable(error.into())
     }
 }
 

@@ -624,3 +624,52 @@ impl TestApp {
             .expect("insert tenant_domains");
     }
 }
+
+/// A superuser session holding a row lock on a note, so a request that
+/// updates that note is provably in flight until [`RowLock::release`].
+pub struct RowLock(Client);
+
+impl TestApp {
+    /// Locks `note` (`select .. for update` in an open transaction).
+    pub async fn lock_note(&self, note: Uuid) -> RowLock {
+        let session = connect(&self.cluster.superuser_on(&self.dbname)).await;
+        session
+            .batch_execute(&format!(
+                "begin; select 1 from notes where id = '{note}' for update"
+            ))
+            .await
+            .expect("lock the note");
+        RowLock(session)
+    }
+
+    /// Waits until a runtime-role session of this database waits on a lock.
+    pub async fn wait_until_blocked_on_a_lock(&self) {
+        for _ in 0..200 {
+            let waiting: i64 = self
+                .admin
+                .query_one(
+                    "select count(*) from pg_stat_activity
+                     where datname = current_database() and usename = 'tenantry_app' and wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no request of the service ever waited on the lock");
+    }
+}
+
+impl RowLock {
+    /// Commits the locking transaction.
+    pub async fn release(self) {
+        self.0
+            .batch_execute("commit")
+            .await
+            .expect("release the lock");
+    }
+}

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenantry::startup::Application;
 
-use crate::helpers::{JWT_CURRENT, TestApp, cluster, connect, spawn_app, test_settings};
+use crate::helpers::{JWT_CURRENT, cluster, connect, spawn_app, test_settings};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tenantry");
 
@@ -285,11 +285,7 @@ async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
     let url = format!("http://127.0.0.1:{port}/api/notes/{note}");
 
     // Hold a lock on the note so the update is provably in flight when SIGTERM arrives.
-    let mut blocker = connect(&app.cluster.superuser_on(&app.dbname)).await;
-    let lock = blocker.transaction().await.unwrap();
-    lock.execute("select 1 from notes where id = $1 for update", &[&note])
-        .await
-        .unwrap();
+    let lock = app.lock_note(note).await;
     let update = tokio::spawn(
         app.http
             .patch(&url)
@@ -298,7 +294,7 @@ async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
             .json(&json!({"content": "after shutdown"}))
             .send(),
     );
-    wait_until_blocked_on_a_lock(&app).await;
+    app.wait_until_blocked_on_a_lock().await;
 
     send_signal(&server, "-TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -316,7 +312,7 @@ async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
         "no new connections are accepted while draining"
     );
 
-    lock.commit().await.unwrap();
+    lock.release().await;
     let response = update.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let status = wait_for_exit(&mut server, Duration::from_secs(10));
@@ -328,25 +324,6 @@ async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
         .unwrap()
         .get(0);
     assert_eq!(content, "after shutdown", "the in-flight write committed");
-}
-
-async fn wait_until_blocked_on_a_lock(app: &TestApp) {
-    for _ in 0..100 {
-        let waiting: i64 = app
-            .admin
-            .query_one(
-                "select count(*) from pg_stat_activity where datname = current_database() and usename = 'tenantry_app' and wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the update never reached the database");
 }
 
 /// A free TCP port on loopback (released before use; good enough for tests).

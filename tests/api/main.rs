@@ -13,6 +13,7 @@ mod lifecycle;
 mod migrations;
 mod notes;
 mod onboarding;
+mod resilience;
 mod source;
 mod tenancy;
 mod tokens;

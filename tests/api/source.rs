@@ -58,3 +58,45 @@ fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
     }
     assert_eq!(setters, ["db/mod.rs"], "one place sets the tenant");
 }
+
+#[test]
+fn every_environment_variable_the_code_reads_is_in_the_readme_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readers = [
+        "src/config.rs",
+        "src/dev.rs",
+        "src/telemetry.rs",
+        "src/db/local.rs",
+        "tests/api/helpers.rs",
+    ];
+    let mut names = Vec::new();
+    for file in readers {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for literal in text.split('"').skip(1).step_by(2) {
+            let looks_like_a_variable = literal.len() > 3
+                && literal.contains('_')
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if looks_like_a_variable || ["PORT", "HOST"].contains(&literal) {
+                names.push(literal.to_owned());
+            }
+        }
+    }
+    // Cargo's compile-time variables and a file name, not configuration.
+    names.retain(|name| {
+        !["CARGO_MANIFEST_DIR", "CARGO_TARGET_TMPDIR", "PG_VERSION"].contains(&name.as_str())
+    });
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 20, "found the variables: {names:?}");
+    let undocumented: Vec<&String> = names
+        .iter()
+        .filter(|name| !readme.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "missing from the README's configuration table: {undocumented:?}"
+    );
+}
