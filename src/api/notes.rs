@@ -28,6 +28,8 @@ use crate::{
 const DEFAULT_PAGE_SIZE: i64 = 20;
 const MAX_PAGE_SIZE: i64 = 100;
 const NOTE_NOT_FOUND: ApiError = ApiError::NotFound("note not found");
+/// 9999-12-31T23:59:59.999999Z, the last instant a cursor may name.
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
 
 /// `/api/notes` and `/api/notes/{id}`.
 pub fn router() -> Router<AppState> {
@@ -332,11 +334,13 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        let created_at = micros
-            .parse()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?;
+        // Only instants PostgreSQL can store and we could have minted (1970 to
+        // 9999); anything else would fail in the database, not here.
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        if !(0..=MAX_CURSOR_MICROS).contains(&micros) {
+            return Err(invalid());
+        }
+        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
         let id = id.parse().map_err(|_| invalid())?;
         Ok(Self { created_at, id })
     }

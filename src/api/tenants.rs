@@ -119,6 +119,8 @@ pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<Onboar
         .await?;
     tracing::info!(tenant.id = %tenant.id, tenant.slug = %tenant.slug, "tenant onboarded");
     let host = format!("{}.{}", tenant.slug, state.tenants.base_domain());
+    // This instance may have cached "no such tenant" for the host a moment ago.
+    state.tenants.forget(&host);
     Ok(OnboardingBody {
         tenant,
         host,

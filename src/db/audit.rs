@@ -2,17 +2,42 @@
 //! own database role cannot get around Row-Level Security, and refuses to
 //! start otherwise.
 //!
-//! RLS only isolates tenants if the connecting role is subject to it. A
-//! superuser or BYPASSRLS role ignores every policy; a table owner (or a
-//! member of the owner's role) can switch RLS off; a table without FORCE
-//! exempts its owner; TRUNCATE ignores RLS entirely. Any of these is one
-//! misconfigured secret away in production, so each is checked here, from the
-//! catalog, as the role the service really uses.
+//! RLS only isolates tenants if the connecting role is subject to it, and if
+//! every path to tenant rows goes through a policy that compares `tenant_id`.
+//! So the audit checks, from the catalog and as the role the service really
+//! uses, every way around that we know of:
+//!
+//! - the role: superuser, BYPASSRLS, REPLICATION (reads the WAL), CREATEROLE
+//!   (can grant itself the owner's role), membership in any role, ownership of
+//!   anything, CREATE on the database or a schema;
+//! - each table with a `tenant_id` column: RLS enabled and forced, a policy,
+//!   an owner this role cannot act as, no TRUNCATE (ignores RLS), REFERENCES
+//!   or TRIGGER for this role;
+//! - each permissive policy that applies to this role on such a table: its
+//!   USING and WITH CHECK are exactly the tenant comparison (an extra
+//!   `using (true)` policy would OR itself onto the real one);
+//! - views readable by this role run as the caller (`security_invoker`);
+//!   materialized views and foreign tables (which have no RLS) are not readable;
+//! - SECURITY DEFINER functions this role may execute are on [`DEFINER_ALLOWLIST`]
+//!   and pin their `search_path`;
+//! - the schema is migrated at least as far as this binary expects.
 
 use anyhow::{Context, bail};
 use tokio_postgres::Client;
 
 use super::migrate;
+
+/// The tenant comparison as PostgreSQL deparses it: the only USING / WITH
+/// CHECK a permissive policy on a tenant table may have for the runtime role.
+pub const TENANT_PREDICATE: &str =
+    "(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)";
+
+/// SECURITY DEFINER functions the runtime role may call: the registry path.
+pub const DEFINER_ALLOWLIST: &[&str] = &[
+    "public.tenant_by_slug(text)",
+    "public.tenant_by_domain(text)",
+    "public.create_tenant(uuid, text, text, text)",
+];
 
 /// Runs every check as the connected role and fails with the full list of
 /// problems if any is found.
@@ -21,6 +46,9 @@ pub async fn check(client: &Client) -> anyhow::Result<()> {
     problems.extend(role_problems(client).await?);
     problems.extend(schema_version_problems(client).await?);
     problems.extend(tenant_table_problems(client).await?);
+    problems.extend(policy_problems(client).await?);
+    problems.extend(unguarded_relation_problems(client).await?);
+    problems.extend(definer_function_problems(client).await?);
     if problems.is_empty() {
         return Ok(());
     }
@@ -35,11 +63,14 @@ pub async fn check(client: &Client) -> anyhow::Result<()> {
 async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     let row = client
         .query_one(
-            "select current_user::text, r.rolsuper, r.rolbypassrls,
-                    (select count(*) from pg_class c where c.relowner = r.oid) as owned,
-                    array(select other.rolname::text from pg_roles other
-                          where (other.rolsuper or other.rolbypassrls) and other.oid <> r.oid
-                            and pg_has_role(r.oid, other.oid, 'MEMBER')) as privileged_memberships
+            "select current_user::text, r.rolsuper, r.rolbypassrls, r.rolreplication, r.rolcreaterole,
+                    (select count(*) from pg_class c where c.relowner = r.oid),
+                    array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                          where m.member = r.oid order by 1),
+                    has_database_privilege(r.oid, current_database(), 'CREATE'),
+                    array(select n.nspname::text from pg_namespace n
+                          where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
+                            and has_schema_privilege(r.oid, n.oid, 'CREATE') order by 1)
              from pg_roles r where r.rolname = current_user",
             &[],
         )
@@ -47,25 +78,44 @@ async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
         .context("could not read the role's attributes")?;
     let role: String = row.get(0);
     let mut problems = Vec::new();
-    if row.get::<_, bool>(1) {
-        problems.push(format!(
-            "role {role} is a superuser (superusers bypass RLS)"
-        ));
+    let attributes = [
+        (1, "is a superuser (superusers bypass RLS)"),
+        (2, "has BYPASSRLS"),
+        (
+            3,
+            "has REPLICATION (it could read every tenant from the WAL)",
+        ),
+        (
+            4,
+            "has CREATEROLE (it could grant itself the table owner's role)",
+        ),
+    ];
+    for (column, what) in attributes {
+        if row.get::<_, bool>(column) {
+            problems.push(format!("role {role} {what}"));
+        }
     }
-    if row.get::<_, bool>(2) {
-        problems.push(format!("role {role} has BYPASSRLS"));
-    }
-    let owned: i64 = row.get(3);
+    let owned: i64 = row.get(5);
     if owned > 0 {
         problems.push(format!(
             "role {role} owns {owned} relation(s); the runtime role must own nothing"
         ));
     }
-    let memberships: Vec<String> = row.get(4);
+    let memberships: Vec<String> = row.get(6);
     if !memberships.is_empty() {
         problems.push(format!(
-            "role {role} is a member of superuser/BYPASSRLS role(s): {}",
+            "role {role} is a member of role(s) {}; the runtime role must belong to no role",
             memberships.join(", ")
+        ));
+    }
+    if row.get::<_, bool>(7) {
+        problems.push(format!("role {role} can create schemas in this database"));
+    }
+    let schemas: Vec<String> = row.get(8);
+    if !schemas.is_empty() {
+        problems.push(format!(
+            "role {role} can create objects in schema(s) {}",
+            schemas.join(", ")
         ));
     }
     Ok(problems)
@@ -97,23 +147,27 @@ async fn schema_version_problems(client: &Client) -> anyhow::Result<Vec<String>>
     Ok(Vec::new())
 }
 
-/// Every table with a `tenant_id` column must have RLS enabled and forced, at
-/// least one policy, an owner the runtime role cannot act as, and no TRUNCATE
-/// for the runtime role.
+/// Tables with a `tenant_id` column, in user schemas (a SQL fragment).
+const TENANT_TABLES: &str = "
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p')
+      and n.nspname not in ('pg_catalog', 'information_schema')
+      and exists (select 1 from pg_attribute a
+                  where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)";
+
 async fn tenant_table_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     let rows = client
         .query(
-            "select c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity,
-                    exists (select 1 from pg_policy p where p.polrelid = c.oid),
-                    pg_has_role(current_user, c.relowner, 'MEMBER'),
-                    has_table_privilege(current_user, c.oid, 'TRUNCATE')
-             from pg_class c
-             join pg_namespace n on n.oid = c.relnamespace
-             where c.relkind in ('r', 'p')
-               and n.nspname not in ('pg_catalog', 'information_schema')
-               and exists (select 1 from pg_attribute a
-                           where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
-             order by 1",
+            &format!(
+                "select c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity,
+                        exists (select 1 from pg_policy p where p.polrelid = c.oid),
+                        pg_has_role(current_user, c.relowner, 'MEMBER'),
+                        has_table_privilege(current_user, c.oid, 'TRUNCATE'),
+                        has_table_privilege(current_user, c.oid, 'REFERENCES'),
+                        has_table_privilege(current_user, c.oid, 'TRIGGER')
+                 {TENANT_TABLES} order by 1"
+            ),
             &[],
         )
         .await
@@ -133,6 +187,8 @@ async fn tenant_table_problems(client: &Client) -> anyhow::Result<Vec<String>> {
                 row.get::<_, bool>(5),
                 "can be TRUNCATEd by this role (TRUNCATE ignores RLS)",
             ),
+            (row.get::<_, bool>(6), "grants REFERENCES to this role"),
+            (row.get::<_, bool>(7), "grants TRIGGER to this role"),
         ];
         problems.extend(
             checks
@@ -143,6 +199,105 @@ async fn tenant_table_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     }
     if rows.is_empty() {
         problems.push("no table has a tenant_id column: is this the right database?".to_owned());
+    }
+    Ok(problems)
+}
+
+/// Permissive policies OR together, so one loose policy that applies to the
+/// runtime role undoes the tenant comparison of all the others.
+async fn policy_problems(client: &Client) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            &format!(
+                "select c.oid::regclass::text, p.polname::text,
+                        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+                 from pg_policy p join pg_class c on c.oid = p.polrelid
+                 where p.polpermissive
+                   and (0 = any(p.polroles) or (select oid from pg_roles where rolname = current_user) = any(p.polroles))
+                   and c.oid in (select c.oid {TENANT_TABLES})
+                 order by 1, 2"
+            ),
+            &[],
+        )
+        .await
+        .context("could not read the policies from the catalog")?;
+    let mut problems = Vec::new();
+    for row in &rows {
+        let (table, policy): (String, String) = (row.get(0), row.get(1));
+        let using: Option<String> = row.get(2);
+        let check: Option<String> = row.get(3);
+        // An INSERT-only policy has no USING; a SELECT or DELETE one no WITH CHECK;
+        // a FOR ALL one without WITH CHECK checks writes with its USING.
+        let using_ok = using.as_deref().is_none_or(|expr| expr == TENANT_PREDICATE);
+        let check_ok = check.as_deref().is_none_or(|expr| expr == TENANT_PREDICATE);
+        if !(using_ok && check_ok) || (using.is_none() && check.is_none()) {
+            problems.push(format!(
+                "policy {policy} on {table} applies to this role but does not compare tenant_id with app.tenant_id"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Views run with their owner's rights unless `security_invoker`; materialized
+/// views and foreign tables have no RLS at all.
+async fn unguarded_relation_problems(client: &Client) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            "select c.oid::regclass::text, c.relkind::text,
+                    coalesce(c.reloptions @> array['security_invoker=true'], false)
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where c.relkind in ('v', 'm', 'f')
+               and n.nspname not in ('pg_catalog', 'information_schema')
+               and has_table_privilege(current_user, c.oid, 'SELECT')
+             order by 1",
+            &[],
+        )
+        .await
+        .context("could not read views from the catalog")?;
+    let mut problems = Vec::new();
+    for row in &rows {
+        let (name, kind, invoker): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
+        match kind.as_str() {
+            "v" if invoker => {}
+            "v" => problems.push(format!(
+                "view {name} is readable by this role and runs with its owner's rights"
+            )),
+            "m" => problems.push(format!(
+                "materialized view {name} is readable by this role (no RLS applies)"
+            )),
+            _ => problems.push(format!(
+                "foreign table {name} is readable by this role (no RLS applies)"
+            )),
+        }
+    }
+    Ok(problems)
+}
+
+async fn definer_function_problems(client: &Client) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            "select n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')',
+                    coalesce(array_to_string(p.proconfig, ' '), '') like '%search_path=%'
+             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+             where p.prosecdef
+               and n.nspname not in ('pg_catalog', 'information_schema')
+               and has_function_privilege(current_user, p.oid, 'EXECUTE')
+             order by 1",
+            &[],
+        )
+        .await
+        .context("could not read SECURITY DEFINER functions from the catalog")?;
+    let mut problems = Vec::new();
+    for row in &rows {
+        let (function, pinned): (String, bool) = (row.get(0), row.get(1));
+        if !DEFINER_ALLOWLIST.contains(&function.as_str()) {
+            problems.push(format!("SECURITY DEFINER function {function} is executable by this role and not on the allowlist"));
+        } else if !pinned {
+            problems.push(format!(
+                "SECURITY DEFINER function {function} does not pin its search_path"
+            ));
+        }
     }
     Ok(problems)
 }

@@ -48,11 +48,18 @@ impl Db {
         // Defaults for anything outside a tenant transaction (the registry
         // lookup, readiness): a bound on runaway statements and on a
         // transaction left idle by a bug.
-        config.options(format!(
+        // Appended, so options given in DATABASE_URL are kept (and win: the
+        // server applies the last value of a repeated -c).
+        let ours = format!(
             "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
             settings.statement_timeout.as_millis(),
             settings.statement_timeout.as_millis() * 2
-        ));
+        );
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{ours} {given}"),
+            _ => ours,
+        };
+        config.options(options);
         // Fast recycling is safe because tenant state never outlives a
         // transaction (see BIND_TRANSACTION_SQL) and a dropped tokio-postgres
         // Transaction rolls back; Clean would cost seven statements per checkout.

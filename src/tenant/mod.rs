@@ -15,7 +15,7 @@ use std::fmt;
 
 use axum::{
     extract::FromRequestParts,
-    http::{header::HOST, request::Parts},
+    http::{Version, header::HOST, request::Parts},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -135,11 +135,12 @@ impl FromRequestParts<AppState> for Apex {
 
 /// The request's canonical host: the absolute-form or HTTP/2 `:authority` if
 /// present, else the one Host header. Missing, repeated, malformed or
-/// disagreeing values are a 400 (RFC 9112 §3.2).
+/// disagreeing values are a 400; HTTP/1.1 requires Host even with an
+/// absolute-form target (RFC 9112 §3.2).
 fn request_host(parts: &Parts) -> Result<CanonicalHost> {
     let mut headers = parts.headers.get_all(HOST).iter();
     let header = headers.next();
-    if headers.next().is_some() {
+    if headers.next().is_some() || (header.is_none() && parts.version == Version::HTTP_11) {
         return Err(ApiError::InvalidHost);
     }
     let header = header

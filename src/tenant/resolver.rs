@@ -23,9 +23,13 @@ use super::{
 };
 use crate::{domain::Slug, error::Result};
 
-/// Most hosts remembered at once; past this, expired entries are swept and,
-/// if that is not enough, the cache starts over.
+/// Most hosts remembered at once. Past this, expired entries go first, then
+/// "no such tenant" answers (what a flood of random hosts leaves behind), and
+/// only then the tenants themselves.
 const MAX_CACHED_HOSTS: usize = 10_000;
+/// "No such tenant" is remembered for at most this long, so a tenant just
+/// onboarded on another instance is reachable within a second.
+const MAX_UNKNOWN_TTL: Duration = Duration::from_secs(1);
 
 /// What a request's host refers to, after the registry was consulted.
 #[derive(Debug, Clone)]
@@ -88,9 +92,11 @@ impl TenantResolver {
         Ok(tenant.map_or(Resolution::Unknown, Resolution::Tenant))
     }
 
-    /// Drops every cached answer, e.g. after a tenant's status changed.
-    pub fn forget_all(&self) {
-        self.lock().clear();
+    /// Drops the cached answer for `host`, e.g. after onboarding a tenant there.
+    pub fn forget(&self, host: &str) {
+        if let Ok(host) = CanonicalHost::parse(host) {
+            self.lock().remove(&host);
+        }
     }
 
     async fn fetch(&self, lookup: Lookup<'_>) -> Result<Option<TenantRecord>> {
@@ -118,17 +124,25 @@ impl TenantResolver {
 
     fn remember(&self, host: &CanonicalHost, tenant: Option<TenantRecord>) {
         let now = Instant::now();
+        let ttl = if tenant.is_some() {
+            self.ttl
+        } else {
+            self.ttl.min(MAX_UNKNOWN_TTL)
+        };
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED_HOSTS {
             cache.retain(|_, answer| answer.expires_at > now);
-            if cache.len() >= MAX_CACHED_HOSTS {
-                cache.clear();
-            }
+        }
+        if cache.len() >= MAX_CACHED_HOSTS {
+            cache.retain(|_, answer| answer.tenant.is_some());
+        }
+        if cache.len() >= MAX_CACHED_HOSTS {
+            cache.clear();
         }
         cache.insert(
             host.clone(),
             CachedAnswer {
-                expires_at: now + self.ttl,
+                expires_at: now + ttl,
                 tenant,
             },
         );

@@ -419,3 +419,30 @@ async fn assert_transaction_closed(client: &Client) {
         "a transaction was left open on the pooled connection"
     );
 }
+
+#[tokio::test]
+async fn options_in_the_database_url_are_kept() {
+    let app = spawn_app().await;
+    let mut settings = crate::helpers::test_settings(app.cluster, &app.dbname).database;
+    let url = format!(
+        "{}?options=-c%20lock_timeout%3D1234",
+        app.cluster.url_for("tenantry_app", &app.dbname)
+    );
+    settings.url = url.into();
+    let db = tenantry::db::Db::connect(&settings).unwrap();
+    let client = db.pool().get().await.unwrap();
+    let lock_timeout: String = client
+        .query_one("show lock_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let statement_timeout: String = client
+        .query_one("show statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (lock_timeout.as_str(), statement_timeout.as_str()),
+        ("1234ms", "5s")
+    );
+}

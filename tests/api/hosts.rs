@@ -60,7 +60,7 @@ async fn hosts_that_are_not_a_tenant_get_404_even_with_a_valid_token() {
 async fn malformed_missing_repeated_or_contradicting_hosts_are_400() {
     let app = spawn_app().await;
     app.onboard("acme").await;
-    let requests: [&[u8]; 8] = [
+    let requests: [&[u8]; 9] = [
         b"GET /api/me HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
         b"GET /api/me HTTP/1.1\r\nHost: acme..example.test\r\nConnection: close\r\n\r\n",
         b"GET /api/me HTTP/1.1\r\nHost: acme.example.test:http\r\nConnection: close\r\n\r\n",
@@ -69,6 +69,7 @@ async fn malformed_missing_repeated_or_contradicting_hosts_are_400() {
         b"GET /api/me HTTP/1.1\r\nHost: acme.example.test\r\nHost: globex.example.test\r\nConnection: close\r\n\r\n",
         b"GET /api/me HTTP/1.1\r\nConnection: close\r\n\r\n",
         b"GET http://globex.example.test/api/me HTTP/1.1\r\nHost: acme.example.test\r\nConnection: close\r\n\r\n",
+        b"GET http://acme.example.test/api/me HTTP/1.1\r\nConnection: close\r\n\r\n",
     ];
     for request in requests {
         let (status, body) = app.raw(request).await;
@@ -258,4 +259,33 @@ async fn probes_answer_on_any_host_and_onboarding_only_on_the_apex() {
     let text = tenant_route_on_apex.text().await.unwrap();
     assert_no_internals(&text);
     assert!(text.contains("unknown_tenant"), "{text}");
+}
+
+#[tokio::test]
+async fn http2_requests_are_resolved_from_their_authority() {
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    let globex = app.onboard("globex").await;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], app.port));
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(&acme.host, address)
+        .resolve(&globex.host, address)
+        .build()
+        .unwrap();
+    let me = |host: &str, token: &str| {
+        h2.get(format!("http://{host}:{}/api/me", app.port))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let response = me(&acme.host, &acme.token).await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tenant"]["slug"], "acme");
+    let foreign = me(&globex.host, &acme.token).await.unwrap();
+    assert_eq!(
+        expect_error(foreign, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
 }

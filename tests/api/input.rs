@@ -330,6 +330,8 @@ async fn malformed_paths_and_query_strings_are_400_and_bad_values_422() {
         "/api/notes?limit=1&limit=2",
         "/api/notes?cursor=%%%",
         "/api/notes?cursor=bm9wZQ",
+        // A forged cursor naming an instant PostgreSQL cannot store.
+        "/api/notes?cursor=LTgwMDAwMDAwMDAwMDAwMDAwMDA6MDE5YTIwMjgtMDkwOC03NmE4LWExNzktMWVhMWFiN2U3YmVl",
     ] {
         assert_eq!(
             expect_error(get(path).await, StatusCode::BAD_REQUEST).await,

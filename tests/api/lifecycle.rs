@@ -118,6 +118,40 @@ async fn the_audit_catches_each_planted_weakness() {
             "table stray has row-level security disabled",
         ),
         ("delete from schema_migrations", "run `tenantry migrate`"),
+        (
+            "grant references, trigger on users to tenantry_app",
+            "table users grants REFERENCES to this role",
+        ),
+        (
+            "create policy open_read on notes for select using (true)",
+            "policy open_read on notes applies to this role but does not compare tenant_id",
+        ),
+        (
+            "create policy by_setting_only on notes for all to tenantry_app \
+             using (current_setting('app.tenant_id', true) is not null)",
+            "policy by_setting_only on notes applies to this role",
+        ),
+        (
+            "create view all_notes as select * from notes; grant select on all_notes to tenantry_app",
+            "view all_notes is readable by this role and runs with its owner's rights",
+        ),
+        (
+            "create materialized view note_copy as select * from notes; grant select on note_copy to tenantry_app",
+            "materialized view note_copy is readable by this role",
+        ),
+        (
+            "create function count_all() returns bigint language sql security definer set search_path = '' \
+             as 'select count(*) from public.notes'; grant execute on function count_all() to tenantry_app",
+            "SECURITY DEFINER function public.count_all() is executable by this role and not on the allowlist",
+        ),
+        (
+            "alter function tenant_by_slug(text) reset search_path",
+            "SECURITY DEFINER function public.tenant_by_slug(text) does not pin its search_path",
+        ),
+        (
+            "grant create on schema public to tenantry_app",
+            "can create objects in schema(s) public",
+        ),
     ];
     for (plant, expected) in plants {
         let dbname = cluster.migrated_database().await;
@@ -133,47 +167,78 @@ async fn the_audit_catches_each_planted_weakness() {
         let message = format!("{error:#}");
         assert!(message.contains(expected), "{plant}: {message}");
     }
+    // The control: a view that runs as its caller is fine.
+    let dbname = cluster.migrated_database().await;
+    connect(&cluster.superuser_on(&dbname))
+        .await
+        .batch_execute(
+            "create view my_notes with (security_invoker = true) as select * from notes;
+             grant select on my_notes to tenantry_app",
+        )
+        .await
+        .unwrap();
+    let built = Application::build(&test_settings(cluster, &dbname)).await;
+    assert!(built.is_ok(), "{:?}", built.err());
 }
 
 #[tokio::test]
-async fn the_audit_catches_membership_in_a_role_that_bypasses_rls() {
+async fn the_audit_catches_role_attributes_and_memberships_that_lead_around_rls() {
     let cluster = cluster().await;
     let dbname = cluster.migrated_database().await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
-    let (bypass, probe) = (
-        format!("plant_bypass_{suffix}"),
-        format!("plant_app_{suffix}"),
-    );
     let admin = connect(&cluster.superuser_on(&dbname)).await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let bypass = format!("plant_bypass_{suffix}");
     admin
-        .batch_execute(&format!(
-            "create role {bypass} nologin bypassrls;
-             create role {probe} login password '{}' in role {bypass};
-             grant select, insert, update, delete on users, notes to {probe};
-             grant select on schema_migrations to {probe};",
-            crate::helpers::ROLE_PASSWORD
-        ))
+        .batch_execute(&format!("create role {bypass} nologin bypassrls"))
         .await
         .unwrap();
-    let mut settings = test_settings(cluster, &dbname);
-    settings.database.url = cluster.url_for(&probe, &dbname).into();
-    let outcome = Application::build(&settings)
-        .await
-        .err()
-        .map(|error| format!("{error:#}"));
+    // (attributes and memberships of a login role that otherwise has exactly
+    //  the runtime role's grants, what the audit must say)
+    let cases = [
+        (
+            format!("in role {bypass}"),
+            format!("is a member of role(s) {bypass}"),
+        ),
+        (
+            "in role tenantry_owner".to_owned(),
+            "is owned by this role or a role it belongs to".to_owned(),
+        ),
+        ("createrole".to_owned(), "has CREATEROLE".to_owned()),
+        ("replication".to_owned(), "has REPLICATION".to_owned()),
+        ("bypassrls".to_owned(), "has BYPASSRLS".to_owned()),
+    ];
+    for (index, (attributes, expected)) in cases.iter().enumerate() {
+        let probe = format!("plant_app_{suffix}_{index}");
+        admin
+            .batch_execute(&format!(
+                "create role {probe} login password '{}' {attributes};
+                 grant select, insert, update, delete on users, notes to {probe};
+                 grant select on schema_migrations to {probe};",
+                crate::helpers::ROLE_PASSWORD
+            ))
+            .await
+            .unwrap();
+        let mut settings = test_settings(cluster, &dbname);
+        settings.database.url = cluster.url_for(&probe, &dbname).into();
+        let outcome = Application::build(&settings)
+            .await
+            .err()
+            .map(|error| format!("{error:#}"));
+        admin
+            .batch_execute(&format!("drop owned by {probe}; drop role {probe};"))
+            .await
+            .unwrap();
+        let message =
+            outcome.unwrap_or_else(|| panic!("a role with `{attributes}` must be refused"));
+        assert!(
+            message.contains(expected.as_str()),
+            "{attributes}: {message}"
+        );
+    }
     admin
-        .batch_execute(&format!(
-            "drop owned by {probe}; drop role {probe}; drop role {bypass};"
-        ))
+        .batch_execute(&format!("drop role {bypass}"))
         .await
         .unwrap();
-    let message = outcome.expect("membership in a BYPASSRLS role must be refused");
-    assert!(
-        message.contains(&format!(
-            "is a member of superuser/BYPASSRLS role(s): {bypass}"
-        )),
-        "{message}"
-    );
 }
 
 #[tokio::test]

@@ -216,3 +216,35 @@ async fn admin_only_signup_requires_the_admin_token() {
     let allowed = attempt(Some(&format!("Bearer {TOKEN}"))).await;
     assert_eq!(allowed.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_tenant_is_reachable_right_after_onboarding_even_if_its_host_was_just_unknown() {
+    let app =
+        spawn_app_with(|settings| settings.tenant_cache_ttl = std::time::Duration::from_secs(60))
+            .await;
+    let early = app
+        .post("initech.example.test", "/api/login")
+        .json(&json!({"username": "peter", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(early, StatusCode::NOT_FOUND).await,
+        "unknown_tenant"
+    );
+
+    let created = app
+        .post(BASE_DOMAIN, "/api/tenants")
+        .json(&request("initech"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let token = app
+        .login("initech.example.test", "peter", "peter-password")
+        .await;
+    assert!(
+        !token.is_empty(),
+        "the cached \"unknown\" answer was dropped"
+    );
+}
