@@ -257,3 +257,29 @@ async fn tenant_b_cannot_sign_in_with_tenant_a_credentials() {
     );
     assert_eq!(app.fingerprint(acme.id).await, before);
 }
+
+#[tokio::test]
+async fn one_pooled_connection_serving_alternate_tenants_never_mixes_them() {
+    let app = crate::helpers::spawn_app_with(|settings| settings.database.pool_size = 1).await;
+    let acme = app.onboard("acme").await;
+    let globex = app.onboard("globex").await;
+    app.create_note(&acme, "acme only").await;
+    app.create_note(&globex, "globex only").await;
+
+    // Every request below runs on the same database connection.
+    for _ in 0..3 {
+        for (tenant, expected) in [(&acme, "acme only"), (&globex, "globex only")] {
+            let page = app
+                .get_json(&tenant.host, "/api/notes", &tenant.token)
+                .await;
+            assert_eq!(note_contents(&page), [expected]);
+        }
+    }
+    let backends: i64 = app
+        .admin
+        .query_one("select count(*) from pg_stat_activity where datname = current_database() and usename = 'tenantry_app'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(backends, 1, "the service used exactly one connection");
+}
