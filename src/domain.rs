@@ -114,7 +114,8 @@ impl TenantName {
 
 /// A subscription plan. Plans set quotas in later releases; the set of names is
 /// fixed by a CHECK constraint on `tenants.plan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Plan {
     #[default]
     Free,

@@ -81,16 +81,28 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, machine-readable: `bad_request`, `invalid_host`, `unauthorized`,
+    /// `invalid_credentials`, `forbidden`, `tenant_suspended`, `not_found`,
+    /// `unknown_tenant`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `validation_failed`, `overloaded`,
+    /// `unavailable`, `timeout`, `internal`.
+    #[schema(example = "validation_failed")]
     code: &'static str,
+    /// For people; never contains database or internal details.
+    #[schema(example = "content must be at most 10000 characters")]
     message: String,
+    /// The offending field, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "content")]
     field: Option<&'a str>,
 }
 
@@ -169,7 +181,7 @@ impl IntoResponse for ApiError {
             Self::Validation { field, .. } => Some(field.as_str()),
             _ => None,
         };
-        let body = ErrorBody {
+        let body = ErrorResponse {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.public_message(),

@@ -72,7 +72,8 @@ impl Application {
             passwords: Arc::new(PasswordHasher::new(settings.password_hashing)?),
             signup: Arc::new(settings.signup.clone()),
         };
-        let router = with_layers(api::router().with_state(state.clone()), settings);
+        let (router, _) = api::router().split_for_parts();
+        let router = with_layers(router.with_state(state.clone()), settings);
         let address = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(address)
             .await

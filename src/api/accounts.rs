@@ -2,14 +2,15 @@
 //! and the `users` queries they (and onboarding) share.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
-    routing::{get, post},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::ApiJson;
@@ -17,7 +18,7 @@ use crate::{
     auth::{AuthUser, Role, UserId},
     db::TenantTx,
     domain::{Email, Password, Username},
-    error::{ApiError, Result, ResultExt},
+    error::{ApiError, ErrorResponse, Result, ResultExt},
     startup::AppState,
     tenant::{Tenant, TenantRecord},
 };
@@ -27,20 +28,40 @@ use crate::{
 const AUTH_BODY_LIMIT: usize = 8 * 1024;
 
 /// `/api/register`, `/api/login` and `/api/me`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/register", post(register))
-        .route("/api/login", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
         .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
-        .route("/api/me", get(me))
+        .routes(routes!(me))
 }
 
 /// A new user's details.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
+    /// Unique in the tenant, case-insensitively.
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        example = "alice"
+    )]
     pub username: String,
+    /// Unique in the tenant, case-insensitively.
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]{1,64}@[^@.\\s\\x00-\\x1f\\x7f-\\x9f]+(\\.[^@.\\s\\x00-\\x1f\\x7f-\\x9f]+)+$",
+        example = "alice@acme.test"
+    )]
     pub email: String,
+    /// 8-128 characters, anything but NUL.
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = "^[^\\x00]*$",
+        example = "correct horse battery"
+    )]
     pub password: String,
 }
 
@@ -73,7 +94,7 @@ impl NewUserRequest {
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserBody {
     pub id: UserId,
     pub username: String,
@@ -94,7 +115,17 @@ impl UserBody {
     }
 }
 
-/// `POST /api/register`: creates a member of the Host's tenant.
+/// Registers a member of the Host's tenant.
+#[utoipa::path(
+    post, path = "/api/register", tag = "accounts",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    request_body(content = NewUserRequest, example = json!({"username": "carol", "email": "carol@acme.test", "password": "correct horse battery"})),
+    responses(
+        (status = 201, description = "The new user", body = UserBody),
+        (status = 409, description = "Username or email already taken in this tenant (`conflict`)", body = ErrorResponse),
+        (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
+    )
+)]
 async fn register(
     tenant: Tenant,
     State(state): State<AppState>,
@@ -135,22 +166,40 @@ pub async fn insert_user(tx: &TenantTx<'_>, user: &NewUser) -> Result<UserBody> 
     UserBody::from_row(&row)
 }
 
-#[derive(Debug, Deserialize)]
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
+    #[schema(example = "alice")]
     username: String,
+    #[schema(example = "correct horse battery")]
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An access token.
+#[derive(Debug, Serialize, ToSchema)]
 struct TokenBody {
+    /// Send as `Authorization: Bearer <token>`, on this tenant's host only.
     token: String,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 3600)]
     expires_in: u64,
 }
 
-/// `POST /api/login`: a bearer token for this tenant. Unknown users and wrong
-/// passwords get the same 401 after the same amount of work.
+/// Signs in to the Host's tenant. Unknown users and wrong passwords get the
+/// same 401 after the same amount of work.
+#[utoipa::path(
+    post, path = "/api/login", tag = "accounts",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    request_body(content = LoginRequest, example = json!({"username": "alice", "password": "alice-demo-password"})),
+    responses(
+        (status = 200, description = "A bearer token for this tenant", body = TokenBody),
+        (status = 401, description = "Wrong username or password (`invalid_credentials`)", body = ErrorResponse),
+        (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
+    )
+)]
 async fn login(
     tenant: Tenant,
     State(state): State<AppState>,
@@ -209,13 +258,20 @@ async fn select_credentials(
     .transpose()
 }
 
-#[derive(Debug, Serialize)]
+/// The caller and their tenant.
+#[derive(Debug, Serialize, ToSchema)]
 struct MeBody {
     user: UserBody,
     tenant: TenantRecord,
 }
 
-/// `GET /api/me`: the caller and their tenant.
+/// The caller and their tenant.
+#[utoipa::path(
+    get, path = "/api/me", tag = "accounts",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller and their tenant", body = MeBody))
+)]
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
     let found = state
         .db

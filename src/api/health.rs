@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, routing::get};
-use serde_json::{Value, json};
+use axum::{Json, extract::State};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::Result, startup::AppState};
 
@@ -12,20 +14,37 @@ use crate::{error::Result, startup::AppState};
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `/healthz` and `/readyz`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// A probe's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProbeBody {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
 /// Liveness: the process serves HTTP. Never touches the database, so a
 /// database outage does not make Cloud Run restart healthy instances.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get, path = "/healthz", tag = "infrastructure",
+    extensions(("x-tenantry-host" = json!("any"))),
+    responses((status = 200, description = "The process is up", body = ProbeBody))
+)]
+async fn healthz() -> Json<ProbeBody> {
+    Json(ProbeBody { status: "ok" })
 }
 
 /// Readiness: the database answers as the runtime role; 503 otherwise.
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
+#[utoipa::path(
+    get, path = "/readyz", tag = "infrastructure",
+    extensions(("x-tenantry-host" = json!("any"))),
+    responses((status = 200, description = "The database answers", body = ProbeBody))
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<ProbeBody>> {
     state.db.ping(READINESS_TIMEOUT).await?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(ProbeBody { status: "ready" }))
 }

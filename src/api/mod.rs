@@ -6,23 +6,27 @@
 //! | [`accounts`] | `POST /api/register`, `POST /api/login`, `GET /api/me` | tenant |
 //! | [`notes`]    | `GET,POST /api/notes`, `GET,PATCH,DELETE /api/notes/{id}` | tenant |
 //! | [`tenants`]  | `POST /api/tenants` (onboarding)                    | apex   |
+//! | [`openapi`]  | `GET /openapi.json`, `GET /docs`                    | any    |
 
 pub mod accounts;
 pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod notes;
+pub mod openapi;
 pub mod tenants;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{error::ApiError, startup::AppState};
 
-/// Every route of the service, without the cross-cutting layers (see
-/// [`crate::startup`]).
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every route of the service with its documentation, without the
+/// cross-cutting layers (see [`crate::startup`]). Routes are added only with
+/// `utoipa_axum::routes!`, so every route is in the OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(health::router())
+        .merge(openapi::router())
         .merge(accounts::router())
         .merge(notes::router())
         .merge(tenants::router())

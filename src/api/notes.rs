@@ -5,15 +5,16 @@
 //! answered exactly like a missing one: 404, nothing changed.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION},
-    routing::get,
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
@@ -21,7 +22,7 @@ use crate::{
     auth::AuthUser,
     db::TenantTx,
     domain::NoteContent,
-    error::{ApiError, Result},
+    error::{ApiError, ErrorResponse, Result},
     startup::AppState,
 };
 
@@ -32,17 +33,14 @@ const NOTE_NOT_FOUND: ApiError = ApiError::NotFound("note not found");
 const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
 
 /// `/api/notes` and `/api/notes/{id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notes", get(list_notes).post(create_note))
-        .route(
-            "/api/notes/{id}",
-            get(get_note).patch(update_note).delete(delete_note),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_notes, create_note))
+        .routes(routes!(get_note, update_note, delete_note))
 }
 
 /// A note as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NoteBody {
     pub id: Uuid,
     pub content: String,
@@ -62,9 +60,16 @@ impl NoteBody {
 }
 
 /// The body of `POST` and `PATCH`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NoteRequest {
+    /// 1-10000 characters, not only whitespace, no NUL; stored verbatim.
+    #[schema(
+        min_length = 1,
+        max_length = 10000,
+        pattern = "\\S",
+        example = "Remember the milk"
+    )]
     content: String,
 }
 
@@ -74,7 +79,23 @@ impl NoteRequest {
     }
 }
 
-/// `POST /api/notes`: 201 with the note and its `Location`.
+/// Creates a note of the caller's.
+#[utoipa::path(
+    post, path = "/api/notes", tag = "notes",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    request_body(content = NoteRequest, example = json!({"content": "Remember the milk"})),
+    responses(
+        (status = 201, description = "The new note", body = NoteBody,
+            headers(("Location" = String, description = "The note's URL")),
+            links(
+                ("GetNote" = (operation_id = "get_note", parameters(("id" = "$response.body#/id")))),
+                ("UpdateNote" = (operation_id = "update_note", parameters(("id" = "$response.body#/id")))),
+                ("DeleteNote" = (operation_id = "delete_note", parameters(("id" = "$response.body#/id")))),
+            )
+        ),
+    )
+)]
 async fn create_note(
     user: AuthUser,
     State(state): State<AppState>,
@@ -118,7 +139,15 @@ async fn insert_note(
     NoteBody::from_row(&row)
 }
 
-/// `GET /api/notes/{id}`.
+/// One of the caller's notes. Another user's or another tenant's note is a
+/// 404, exactly like a missing one.
+#[utoipa::path(
+    get, path = "/api/notes/{id}", tag = "notes",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The note's id")),
+    responses((status = 200, description = "The note", body = NoteBody))
+)]
 async fn get_note(
     user: AuthUser,
     State(state): State<AppState>,
@@ -144,7 +173,15 @@ async fn select_note(tx: &TenantTx<'_>, user: &AuthUser, id: Uuid) -> Result<Opt
     row.as_ref().map(NoteBody::from_row).transpose()
 }
 
-/// `PATCH /api/notes/{id}`: replaces the content.
+/// Replaces the content of one of the caller's notes.
+#[utoipa::path(
+    patch, path = "/api/notes/{id}", tag = "notes",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The note's id")),
+    request_body(content = NoteRequest, example = json!({"content": "Remember the oat milk"})),
+    responses((status = 200, description = "The updated note", body = NoteBody))
+)]
 async fn update_note(
     user: AuthUser,
     State(state): State<AppState>,
@@ -183,7 +220,14 @@ async fn update_content(
     row.as_ref().map(NoteBody::from_row).transpose()
 }
 
-/// `DELETE /api/notes/{id}`: 204.
+/// Deletes one of the caller's notes.
+#[utoipa::path(
+    delete, path = "/api/notes/{id}", tag = "notes",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The note's id")),
+    responses((status = 204, description = "Deleted"))
+)]
 async fn delete_note(
     user: AuthUser,
     State(state): State<AppState>,
@@ -216,14 +260,29 @@ struct ListQuery {
 }
 
 /// One page of notes, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct NotePage {
     notes: Vec<NoteBody>,
     /// Pass as `?cursor=` for the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
 
-/// `GET /api/notes?limit=&cursor=`: keyset pagination over (created_at, id).
+/// The caller's notes, newest first, in pages (keyset pagination over
+/// `created_at, id`, so inserts never shift a page).
+#[utoipa::path(
+    get, path = "/api/notes", tag = "notes",
+    extensions(("x-tenantry-host" = json!("tenant"))),
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of notes", body = NotePage),
+        (status = 400, description = "Malformed `limit`, `cursor` or query string (`bad_request`)", body = ErrorResponse),
+        (status = 422, description = "`limit` out of range (`validation_failed`)", body = ErrorResponse),
+    )
+)]
 async fn list_notes(
     user: AuthUser,
     State(state): State<AppState>,

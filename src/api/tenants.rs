@@ -3,14 +3,15 @@
 //! statement. Either both exist afterwards or neither does.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{DefaultBodyLimit, FromRequestParts, State},
     http::{StatusCode, request::Parts},
-    routing::post,
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
@@ -22,7 +23,7 @@ use crate::{
     config::SignupMode,
     db::TenantTx,
     domain::{Plan, Slug, TenantName},
-    error::{ApiError, Result, ResultExt},
+    error::{ApiError, ErrorResponse, Result, ResultExt},
     startup::AppState,
     tenant::{Apex, TenantId, TenantRecord, TenantStatus},
 };
@@ -30,24 +31,38 @@ use crate::{
 const ONBOARDING_BODY_LIMIT: usize = 8 * 1024;
 
 /// `/api/tenants`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tenants", post(create_tenant))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant))
         .layer(DefaultBodyLimit::max(ONBOARDING_BODY_LIMIT))
 }
 
 /// The body of `POST /api/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardingRequest {
+    /// The tenant's subdomain label: 3-63 of `a-z 0-9 -`, starting with a
+    /// letter, not ending with `-`, without `--`, not a reserved name such as
+    /// `www`, `api` or `admin`.
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = "^[a-z][a-z0-9-]*[a-z0-9]$",
+        example = "initech"
+    )]
     pub slug: String,
+    /// Display name, 1-100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "Initech")]
     pub name: String,
+    /// Defaults to `free`.
+    #[schema(value_type = Option<crate::domain::Plan>)]
     pub plan: Option<String>,
+    /// The tenant's first user, with the `owner` role.
     pub owner: NewUserRequest,
 }
 
 /// A tenant just onboarded.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OnboardingBody {
     pub tenant: TenantRecord,
     /// Where the tenant is served: `{slug}.{BASE_DOMAIN}`.
@@ -81,7 +96,22 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
     }
 }
 
-/// `POST /api/tenants`: 201 with the tenant, its host and its owner.
+/// Onboards a tenant and its owner, atomically.
+#[utoipa::path(
+    post, path = "/api/tenants", tag = "onboarding",
+    extensions(("x-tenantry-host" = json!("apex"))),
+    security((), ("admin" = [])),
+    request_body(content = OnboardingRequest, example = json!({
+        "slug": "initech", "name": "Initech", "plan": "pro",
+        "owner": {"username": "peter", "email": "peter@initech.test", "password": "correct horse battery"}
+    })),
+    responses(
+        (status = 201, description = "The tenant, its host and its owner", body = OnboardingBody),
+        (status = 401, description = "SIGNUP_MODE=admin and the admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
+        (status = 409, description = "The slug is taken (`conflict`)", body = ErrorResponse),
+        (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
+    )
+)]
 async fn create_tenant(
     _allowed: OnboardingAllowed,
     State(state): State<AppState>,

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// A user's id (unique within a tenant; random, so in practice globally).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct UserId(Uuid);
 
@@ -48,7 +48,7 @@ impl fmt::Display for UserId {
 }
 
 /// A user's role inside their tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Created the tenant at onboarding.

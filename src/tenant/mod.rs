@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// A tenant's id. Constructed from the registry, the database or a verified token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct TenantId(Uuid);
 
@@ -50,7 +50,7 @@ impl fmt::Display for TenantId {
 }
 
 /// Whether a tenant may be served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     Active,
@@ -69,11 +69,14 @@ impl TenantStatus {
 }
 
 /// A tenant as the registry describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantRecord {
     pub id: TenantId,
+    #[schema(example = "acme")]
     pub slug: String,
+    #[schema(example = "Acme Corporation")]
     pub name: String,
+    #[schema(value_type = crate::domain::Plan)]
     pub plan: String,
     pub status: TenantStatus,
 }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod migrations;
 mod notes;
 mod onboarding;
+mod openapi;
 mod resilience;
 mod source;
 mod tenancy;

@@ -100,3 +100,27 @@ fn every_environment_variable_the_code_reads_is_in_the_readme_table() {
         "missing from the README's configuration table: {undocumented:?}"
     );
 }
+
+#[test]
+fn routes_are_only_added_with_their_documentation() {
+    let mut sources = Vec::new();
+    rust_sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut sources,
+    );
+    for (path, text) in &sources {
+        for forbidden in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            "routing::get",
+            "routing::post",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{path} uses {forbidden:?}: add routes with utoipa_axum::routes! so they are documented"
+            );
+        }
+    }
+}

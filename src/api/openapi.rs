@@ -1,0 +1,256 @@
+//! The OpenAPI 3.1 document, generated from the code.
+//!
+//! Each handler carries a `#[utoipa::path]` annotation with its success
+//! responses, its own errors, and an `x-tenantry-host` extension saying where
+//! it is served (`tenant`, `apex` or `any`). Routes are registered only through
+//! `utoipa_axum::routes!`, so a route cannot exist without its documentation.
+//! [`document`] then adds the errors every operation of a kind shares, from
+//! the operation's properties rather than by hand, so they cannot drift:
+//!
+//! | property                        | added responses                     |
+//! |---------------------------------|-------------------------------------|
+//! | served on a tenant host         | 400 (Host), 403 (suspended), 404 (unknown tenant) |
+//! | served on the apex              | 400 (Host), 404 (not the apex)      |
+//! | requires a bearer token         | 401                                 |
+//! | has a JSON body                 | 400, 413, 415, 422                  |
+//! | has a path parameter            | 400, 404                            |
+//! | every operation                 | 503 (deadline, database)            |
+
+use std::sync::LazyLock;
+
+use axum::{http::header, response::IntoResponse};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        self, HttpMethod, Ref, RefOr, Response,
+        header::HeaderBuilder,
+        path::Operation,
+        schema::{Object, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{error::ErrorResponse, startup::AppState};
+
+/// The extension that says which hosts serve an operation.
+pub const HOST_EXTENSION: &str = "x-tenantry-host";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tenantry",
+        description = "A multi-tenant notes API. Tenants are chosen by the Host header: \
+                       `{slug}.{BASE_DOMAIN}` or a registered custom domain. Every error has the body \
+                       `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        license(name = "MIT")
+    ),
+    components(schemas(ErrorResponse)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "accounts", description = "Users of a tenant. Served on tenant hosts."),
+        (name = "notes", description = "The caller's notes. Served on tenant hosts."),
+        (name = "onboarding", description = "Creating tenants. Served on the apex host (BASE_DOMAIN itself)."),
+        (name = "infrastructure", description = "Probes and this document. Served on any host."),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        components.add_security_scheme(
+            "bearer",
+            bearer("An access token from POST /api/login, valid only on the host of the tenant it was issued for."),
+        );
+        components.add_security_scheme(
+            "admin",
+            bearer(
+                "ADMIN_TOKEN, required by POST /api/tenants when SIGNUP_MODE=admin (the default).",
+            ),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "infrastructure",
+    extensions(("x-tenantry-host" = json!("any"))),
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT_JSON.as_str(),
+    )
+}
+
+/// `GET /docs`: an API reference page rendering this document (Scalar; the
+/// browser loads its script from a CDN, nothing is downloaded at build time).
+#[utoipa::path(
+    get, path = "/docs", tag = "infrastructure",
+    extensions(("x-tenantry-host" = json!("any"))),
+    responses((status = 200, description = "An HTML API reference", content_type = "text/html", body = String))
+)]
+pub async fn api_reference() -> impl IntoResponse {
+    let html = utoipa_scalar::Scalar::new(DOCUMENT.clone()).to_html();
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html)
+}
+
+/// The documentation routes themselves.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(api_reference))
+}
+
+/// The finished document: every route of [`crate::api::router`], plus the
+/// shared errors.
+pub fn document() -> openapi::OpenApi {
+    let (_, mut openapi) = super::router().split_for_parts();
+    add_shared_errors(&mut openapi);
+    openapi
+}
+
+static DOCUMENT: LazyLock<openapi::OpenApi> = LazyLock::new(document);
+static DOCUMENT_JSON: LazyLock<String> =
+    LazyLock::new(|| serde_json::to_string_pretty(&*DOCUMENT).unwrap_or_else(|_| "{}".to_owned()));
+
+/// The base document the API router starts from.
+pub fn base() -> openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Which hosts serve an operation, from its `x-tenantry-host` extension.
+pub fn host_of(operation: &Operation) -> Option<&str> {
+    operation.extensions.as_ref()?.get(HOST_EXTENSION)?.as_str()
+}
+
+fn add_shared_errors(openapi: &mut openapi::OpenApi) {
+    for (path, item) in &mut openapi.paths.paths {
+        let has_path_parameter = path.contains('{');
+        for method in [
+            HttpMethod::Get,
+            HttpMethod::Post,
+            HttpMethod::Patch,
+            HttpMethod::Put,
+            HttpMethod::Delete,
+        ] {
+            let Some(operation) = operation_mut(item, &method) else {
+                continue;
+            };
+            let mut shared: Vec<(&str, &str)> = Vec::new();
+            match host_of(operation) {
+                Some("tenant") => shared.extend([
+                    (
+                        "400",
+                        "Malformed request or Host header (`bad_request`, `invalid_host`)",
+                    ),
+                    ("403", "The tenant is suspended (`tenant_suspended`)"),
+                    ("404", "The Host is not a tenant (`unknown_tenant`)"),
+                ]),
+                Some("apex") => shared.extend([
+                    (
+                        "400",
+                        "Malformed request or Host header (`bad_request`, `invalid_host`)",
+                    ),
+                    ("404", "Not served on this host (`not_found`)"),
+                ]),
+                _ => {}
+            }
+            if requires_bearer(operation) {
+                shared.push(("401", "Missing, invalid or expired token, or a token of another tenant (`unauthorized`)"));
+            }
+            if operation.request_body.is_some() {
+                shared.extend([
+                    ("400", "The body is not JSON (`bad_request`)"),
+                    ("413", "The body is too large (`payload_too_large`)"),
+                    ("415", "The body is not application/json (`unsupported_media_type`)"),
+                    ("422", "A field is missing, unknown or invalid (`validation_failed`; `field` names it)"),
+                ]);
+            }
+            if has_path_parameter {
+                shared.extend([
+                    ("400", "Malformed path parameter (`bad_request`)"),
+                    ("404", "No such resource (`not_found`)"),
+                ]);
+            }
+            shared.push((
+                "503",
+                "Temporarily unavailable: retry after `Retry-After` seconds",
+            ));
+            for (status, description) in shared {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error_response(status, description));
+            }
+        }
+    }
+}
+
+fn operation_mut<'a>(
+    item: &'a mut openapi::PathItem,
+    method: &HttpMethod,
+) -> Option<&'a mut Operation> {
+    match method {
+        HttpMethod::Get => item.get.as_mut(),
+        HttpMethod::Post => item.post.as_mut(),
+        HttpMethod::Patch => item.patch.as_mut(),
+        HttpMethod::Put => item.put.as_mut(),
+        HttpMethod::Delete => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// True when every way to call the operation needs a bearer token.
+pub fn requires_bearer(operation: &Operation) -> bool {
+    operation.security.as_ref().is_some_and(|requirements| {
+        !requirements.is_empty()
+            && requirements.iter().all(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|v| v != serde_json::json!({}))
+            })
+    })
+}
+
+fn error_response(status: &str, description: &str) -> RefOr<Response> {
+    let mut response = Response::new(description);
+    response.content.insert(
+        "application/json".to_owned(),
+        RefOr::T(openapi::Content::new(Some(RefOr::Ref(
+            Ref::from_schema_name("ErrorResponse"),
+        )))),
+    );
+    let header = |description: &str| {
+        RefOr::T(
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some(description))
+                .build(),
+        )
+    };
+    if status == "503" {
+        response.headers.insert(
+            "Retry-After".to_owned(),
+            header("Seconds to wait before retrying"),
+        );
+    }
+    if status == "401" {
+        response
+            .headers
+            .insert("WWW-Authenticate".to_owned(), header("`Bearer`"));
+    }
+    RefOr::T(response)
+}
