@@ -5,6 +5,7 @@
 // #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
 
+mod catalog;
 mod database;
 mod helpers;
 mod hosts;
