@@ -673,3 +673,22 @@ impl RowLock {
             .expect("release the lock");
     }
 }
+
+/// A correctly signed access token for `user` of `tenant` that expired a
+/// minute ago (beyond the 5 s leeway).
+pub fn expired_token(tenant: Uuid, user: Uuid) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": user, "tenant": tenant, "role": "member", "iat": now - 3600, "exp": now - 60,
+        "iss": JWT_ISSUER, "aud": format!("tenant:{tenant}"), "jti": Uuid::new_v4(),
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(JWT_CURRENT.0.to_owned());
+    header.typ = Some("at+jwt".to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_CURRENT.1.as_bytes()),
+    )
+    .expect("sign")
+}

@@ -11,6 +11,7 @@ mod helpers;
 mod hosts;
 mod input;
 mod lifecycle;
+mod matrix;
 mod migrations;
 mod notes;
 mod onboarding;
