@@ -446,3 +446,34 @@ async fn options_in_the_database_url_are_kept() {
         ("1234ms", "5s")
     );
 }
+
+#[tokio::test]
+async fn with_tenant_binds_tenant_and_statement_timeout_inside_one_transaction() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    let db = single_connection_db(&app);
+    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+
+    let (setting, timeout, first, second) = db
+        .with_tenant(tenant, async |tx| {
+            let row = tx
+                .query_one(
+                    "select current_setting('app.tenant_id'), current_setting('statement_timeout'), txid_current()",
+                    &[],
+                )
+                .await?;
+            let again: i64 = tx.query_one("select txid_current()", &[]).await?.get(0);
+            Ok((row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2), again))
+        })
+        .await
+        .unwrap();
+    assert_eq!(setting, acme.id.to_string());
+    assert_eq!(
+        timeout, "5s",
+        "DATABASE_STATEMENT_TIMEOUT_MS applies to the transaction"
+    );
+    assert_eq!(
+        first, second,
+        "everything ran in one transaction, after the tenant was set"
+    );
+}

@@ -189,3 +189,229 @@ async fn a_database_outage_is_503_and_the_service_recovers_without_a_restart() {
         StatusCode::OK
     );
 }
+
+/// The runtime role's sessions on this test's database: (pid, state).
+async fn runtime_sessions(app: &TestApp) -> Vec<(i32, String)> {
+    let fresh = connect(&app.cluster.superuser_on(&app.dbname)).await;
+    fresh
+        .query(
+            "select pid, coalesce(state, '') from pg_stat_activity
+             where datname = current_database() and usename = 'tenantry_app' order by pid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_transaction_leaves_the_connection_clean() {
+    let app = spawn_app_with(|settings| settings.database.pool_size = 1).await;
+    let acme = app.onboard("acme").await;
+    let globex = app.onboard("globex").await;
+    let note = app.create_note(&acme, "original").await;
+    app.create_note(&globex, "globex only").await;
+    let lock = app.lock_note(note).await;
+
+    let request = format!(
+        "PATCH /api/notes/{note} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{{\"content\":\"changed\"}}",
+        acme.host, acme.token
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    app.wait_until_blocked_on_a_lock().await;
+    drop(stream); // the client hangs up while its transaction waits on the lock
+    lock.release().await;
+
+    // The one pooled connection serves the next tenant, with nothing of the last.
+    let page = app
+        .get_json(&globex.host, "/api/notes", &globex.token)
+        .await;
+    assert_eq!(crate::helpers::note_contents(&page), ["globex only"]);
+    let sessions = runtime_sessions(&app).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        sessions[0].1, "idle",
+        "no transaction left open: {sessions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_backend_is_503_and_the_next_request_gets_a_fresh_connection() {
+    let app = spawn_app_with(|settings| settings.database.pool_size = 1).await;
+    let acme = app.onboard("acme").await;
+    let note = app.create_note(&acme, "original").await;
+    let lock = app.lock_note(note).await;
+    let victim = update_in_background(&app, &acme, note);
+    app.wait_until_blocked_on_a_lock().await;
+
+    let killer = connect(&app.cluster.superuser_on(&app.dbname)).await;
+    let killed: i64 = killer
+        .query_one(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity
+             where datname = current_database() and usename = 'tenantry_app' and wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    expect_unavailable(victim.await.unwrap().unwrap(), "unavailable").await;
+    lock.release().await;
+
+    let next = app
+        .call(
+            Method::GET,
+            &acme.host,
+            &format!("/api/notes/{note}"),
+            &acme.token,
+            None,
+        )
+        .await;
+    assert_eq!(next.status(), StatusCode::OK);
+    assert_eq!(
+        content_of(&app, note).await,
+        "original",
+        "the killed transaction rolled back"
+    );
+}
+
+#[tokio::test]
+async fn after_a_statement_timeout_the_next_requests_succeed() {
+    let app = spawn_app_with(|settings| {
+        settings.database.statement_timeout = Duration::from_millis(300);
+        settings.database.pool_size = 1;
+    })
+    .await;
+    let acme = app.onboard("acme").await;
+    let note = app.create_note(&acme, "original").await;
+    let lock = app.lock_note(note).await;
+    expect_unavailable(
+        update_in_background(&app, &acme, note)
+            .await
+            .unwrap()
+            .unwrap(),
+        "unavailable",
+    )
+    .await;
+    // The lock is still held: other work on the same single connection goes on.
+    for _ in 0..3 {
+        let page = app.get_json(&acme.host, "/api/notes", &acme.token).await;
+        assert_eq!(crate::helpers::note_contents(&page), ["original"]);
+    }
+    lock.release().await;
+}
+
+#[tokio::test]
+async fn all_backends_killed_under_load_fail_fast_recover_alone_and_lose_no_acknowledged_write() {
+    let app =
+        spawn_app_with(|settings| settings.database.pool_timeout = Duration::from_millis(500))
+            .await;
+    let acme = app.onboard("acme").await;
+    let started = std::time::Instant::now();
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let request = app.post(&acme.host, "/api/notes").bearer_auth(&acme.token);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut attempt = 0;
+                while started.elapsed() < Duration::from_secs(5) {
+                    attempt += 1;
+                    let content = format!("writer {writer} attempt {attempt}");
+                    let sent = request
+                        .try_clone()
+                        .unwrap()
+                        .json(&json!({"content": content}))
+                        .send()
+                        .await;
+                    // No request may hang: the client's own timeout (30 s) would make this an Err.
+                    let status = sent.expect("every request is answered").status();
+                    outcomes.push((content, status, started.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                outcomes
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let control = connect(&app.cluster.superuser_on("postgres")).await;
+    let db = &app.dbname;
+    control
+        .batch_execute(&format!(
+            "alter database \"{db}\" allow_connections false;
+             select pg_terminate_backend(pid) from pg_stat_activity where datname = '{db}';"
+        ))
+        .await
+        .unwrap();
+    expect_unavailable(
+        app.get(&acme.host, "/readyz").send().await.unwrap(),
+        "unavailable",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    control
+        .batch_execute(&format!("alter database \"{db}\" allow_connections true"))
+        .await
+        .unwrap();
+    let back_at = started.elapsed();
+
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.extend(writer.await.unwrap());
+    }
+    for (content, status, _) in &outcomes {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::SERVICE_UNAVAILABLE,
+            "{content}: {status}"
+        );
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|(_, s, _)| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "the outage was noticed"
+    );
+    let recovered = outcomes
+        .iter()
+        .filter(|(_, s, at)| *s == StatusCode::CREATED && *at > back_at)
+        .count();
+    assert!(
+        recovered > 0,
+        "writes succeeded again after the database came back, without a restart"
+    );
+    assert_eq!(
+        app.get(&acme.host, "/readyz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    let acknowledged: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, s, _)| *s == StatusCode::CREATED)
+        .map(|(c, _, _)| c.clone())
+        .collect();
+    let fresh = connect(&app.cluster.superuser_on(&app.dbname)).await;
+    let stored: i64 = fresh
+        .query_one(
+            "select count(*) from notes where content = any($1)",
+            &[&acknowledged],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        i64::try_from(acknowledged.len()).unwrap(),
+        "every 201 is in the database"
+    );
+}
