@@ -237,6 +237,9 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
                 .source()
                 .is_some_and(|source| source.is::<std::io::Error>());
     };
+    if is_stale_plan(error) {
+        return true;
+    }
     let code = db.code().code();
     matches!(
         code,
@@ -249,6 +252,27 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
         // lock_not_available (lock_timeout)
         "55P03"
     ) || code.starts_with("08") // connection exceptions
+}
+
+/// "cached plan must not change result type": a migration changed a result
+/// type under a prepared statement. Retryable once the caches are cleared.
+pub fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+            && db.message().contains("cached plan")
+    })
+}
+
+impl ApiError {
+    /// Whether this error came from a stale prepared statement (see [`is_stale_plan`]).
+    pub fn is_stale_plan(&self) -> bool {
+        let (Self::Unavailable(cause) | Self::Unexpected(cause)) = self else {
+            return false;
+        };
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(is_stale_plan)
+    }
 }
 
 /// Maps a named constraint violation to a client error at the call site.

@@ -121,8 +121,21 @@ impl Db {
             .execute(&bind, &[&tenant.to_string(), &self.statement_timeout_ms])
             .await?;
         let tx = TenantTx::new(transaction, tenant);
-        let value = work(&tx).await?;
+        let value = work(&tx)
+            .await
+            .inspect_err(|error| forget_stale_plans(&self.pool, error))?;
         tx.commit().await?;
         Ok(value)
+    }
+}
+
+/// After a migration changed a result type, every pooled connection holds
+/// statements prepared for the old type. Dropping all the caches lets each
+/// connection prepare afresh: the request that noticed gets a retryable 503,
+/// the following ones succeed.
+pub(crate) fn forget_stale_plans(pool: &Pool, error: &crate::error::ApiError) {
+    if error.is_stale_plan() {
+        tracing::warn!("a prepared statement outlived a schema change; clearing statement caches");
+        pool.manager().statement_caches.clear();
     }
 }

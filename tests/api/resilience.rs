@@ -415,3 +415,44 @@ async fn all_backends_killed_under_load_fail_fast_recover_alone_and_lose_no_ackn
         "every 201 is in the database"
     );
 }
+
+#[tokio::test]
+async fn a_migration_that_changes_a_result_type_under_warm_caches_heals_itself() {
+    let app = spawn_app_with(|settings| settings.database.pool_size = 2).await;
+    let acme = app.onboard("acme").await;
+    let note = app.create_note(&acme, "cached").await;
+    let path = format!("/api/notes/{note}");
+    for _ in 0..4 {
+        // Warm the prepared-statement caches of both pooled connections.
+        assert_eq!(
+            app.call(Method::GET, &acme.host, &path, &acme.token, None)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    // An expand/contract mistake: a column's type changes under running statements.
+    connect(&app.cluster.superuser_on(&app.dbname))
+        .await
+        .batch_execute("alter table notes alter column content type varchar(10000)")
+        .await
+        .unwrap();
+
+    let first = app
+        .call(Method::GET, &acme.host, &path, &acme.token, None)
+        .await;
+    let status = first.status();
+    if status != StatusCode::OK {
+        expect_unavailable(first, "unavailable").await;
+    }
+    for _ in 0..4 {
+        let next = app
+            .call(Method::GET, &acme.host, &path, &acme.token, None)
+            .await;
+        assert_eq!(
+            next.status(),
+            StatusCode::OK,
+            "every connection recovers after at most one retryable 503"
+        );
+    }
+}
