@@ -20,7 +20,9 @@
 //!   materialized views and foreign tables (which have no RLS) are not readable;
 //! - SECURITY DEFINER functions this role may execute are on [`DEFINER_ALLOWLIST`]
 //!   and pin their `search_path`;
-//! - the schema is migrated at least as far as this binary expects.
+//! - the schema is migrated at least as far as this binary expects;
+//! - the server has the fixes for the known RLS bugs (CVE-2023-2455 and
+//!   CVE-2024-10976: policies applied with the wrong role's plan).
 
 use anyhow::{Context, bail};
 use tokio_postgres::Client;
@@ -49,6 +51,12 @@ pub async fn check(client: &Client) -> anyhow::Result<()> {
     problems.extend(policy_problems(client).await?);
     problems.extend(unguarded_relation_problems(client).await?);
     problems.extend(definer_function_problems(client).await?);
+    let version: i32 = client
+        .query_one("select current_setting('server_version_num')::int", &[])
+        .await
+        .context("could not read the server version")?
+        .get(0);
+    problems.extend(version_problem(version));
     if problems.is_empty() {
         return Ok(());
     }
@@ -300,4 +308,45 @@ async fn definer_function_problems(client: &Client) -> anyhow::Result<Vec<String
         }
     }
     Ok(problems)
+}
+
+/// The first minor release of each major with the fixes for CVE-2023-2455
+/// and CVE-2024-10976 (row security planned under one role, run under another).
+const PATCHED_MINORS: &[(i32, i32)] = &[(12, 21), (13, 17), (14, 14), (15, 9), (16, 5), (17, 1)];
+
+/// A problem if the server (as `server_version_num`) lacks those fixes.
+pub fn version_problem(server_version_num: i32) -> Option<String> {
+    let (major, minor) = (server_version_num / 10_000, server_version_num % 100);
+    if major < PATCHED_MINORS[0].0 {
+        return Some(format!(
+            "PostgreSQL {major} is not supported; use 12 or later (15 or later recommended)"
+        ));
+    }
+    let required = PATCHED_MINORS
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, minor)| *minor)?;
+    (minor < required).then(|| {
+        format!("PostgreSQL {major}.{minor} has known row-security bugs (CVE-2023-2455, CVE-2024-10976); upgrade to {major}.{required} or later")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_problem;
+
+    #[test]
+    fn servers_without_the_row_security_fixes_are_refused() {
+        assert!(version_problem(150_008).is_some_and(|p| p.contains("upgrade to 15.9")));
+        assert_eq!(version_problem(150_009), None);
+        assert_eq!(version_problem(150_020), None);
+        assert!(version_problem(160_004).is_some());
+        assert_eq!(version_problem(170_001), None);
+        assert_eq!(
+            version_problem(180_000),
+            None,
+            "newer majors ship with the fixes"
+        );
+        assert!(version_problem(110_022).is_some_and(|p| p.contains("not supported")));
+    }
 }
