@@ -28,6 +28,8 @@ pub struct Settings {
     pub password_hashing: HashingSettings,
     /// Whole-request deadline; a request past it gets a 503.
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// How long a host -> tenant answer (including "no such tenant") is reused.
@@ -126,6 +128,7 @@ impl Settings {
             signup: SignupMode::from_source(env)?,
             password_hashing: HashingSettings::from_source(env)?,
             request_timeout: millis_or(env, "REQUEST_TIMEOUT_MS", 10_000)?,
+            header_read_timeout: millis_or(env, "HEADER_READ_TIMEOUT_MS", 10_000)?,
             max_body_bytes: parse_or(env, "MAX_BODY_BYTES", 64 * 1024)?,
             tenant_cache_ttl: millis_or(env, "TENANT_CACHE_TTL_MS", 5_000)?,
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,

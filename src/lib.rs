@@ -24,6 +24,7 @@ pub mod db;
 pub mod dev;
 pub mod domain;
 pub mod error;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod tenant;

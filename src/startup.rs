@@ -52,6 +52,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     db: Db,
+    header_read_timeout: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -83,6 +84,7 @@ impl Application {
             router,
             state,
             db,
+            header_read_timeout: settings.header_read_timeout,
             shutdown_timeout: settings.shutdown_timeout,
         })
     }
@@ -113,22 +115,23 @@ impl Application {
     ) -> anyhow::Result<()> {
         let draining = Arc::new(Notify::new());
         let notify = Arc::clone(&draining);
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let shutdown = async move {
             signal.await;
             tracing::info!("shutdown requested; draining in-flight requests");
             notify.notify_one();
-        });
+        };
+        let server = crate::serve::serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            shutdown,
+        );
         let deadline = async {
             draining.notified().await;
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         tokio::select! {
-            result = server => result.context("the HTTP server failed")?,
+            () = server => {},
             () = deadline => tracing::warn!("drain deadline reached; exiting with requests still in flight"),
         }
         self.db.pool().close();

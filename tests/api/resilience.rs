@@ -456,3 +456,53 @@ async fn a_migration_that_changes_a_result_type_under_warm_caches_heals_itself()
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    let app =
+        spawn_app_with(|settings| settings.header_read_timeout = Duration::from_millis(300)).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: any.invalid\r\n")
+        .await
+        .unwrap();
+    // ... and never finishes the headers. The server must close the connection.
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the connection was still open after 5 s");
+    assert!(
+        !String::from_utf8_lossy(&buffer).contains("200 OK"),
+        "no request was served"
+    );
+
+    let (status, _) = app
+        .raw(b"GET /healthz HTTP/1.1\r\nHost: any.invalid\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(status, 200, "prompt clients are served");
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_503_at_the_request_deadline() {
+    let app =
+        spawn_app_with(|settings| settings.request_timeout = Duration::from_millis(500)).await;
+    let acme = app.onboard("acme").await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/notes HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"content\":",
+        acme.host, acme.token
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut buffer = Vec::new();
+    let answered =
+        tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(answered.is_ok(), "no answer within 5 s");
+    let text = String::from_utf8_lossy(&buffer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("\"timeout\""), "{text}");
+    assert_eq!(app.count("notes", acme.id).await, 0);
+}
