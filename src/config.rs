@@ -119,7 +119,7 @@ impl Settings {
 
     /// Reads the settings from `env`.
     pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
-        Ok(Self {
+        let settings = Self {
             host: parse_or(env, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse_or(env, "PORT", 8080)?,
             base_domain: parse_or(env, "BASE_DOMAIN", BaseDomain::localhost())?,
@@ -129,12 +129,21 @@ impl Settings {
             password_hashing: HashingSettings::from_source(env)?,
             request_timeout: millis_or(env, "REQUEST_TIMEOUT_MS", 10_000)?,
             header_read_timeout: millis_or(env, "HEADER_READ_TIMEOUT_MS", 10_000)?,
-            max_body_bytes: parse_or(env, "MAX_BODY_BYTES", 64 * 1024)?,
+            max_body_bytes: parse_or(env, "MAX_BODY_BYTES", 128 * 1024)?,
             tenant_cache_ttl: millis_or(env, "TENANT_CACHE_TTL_MS", 5_000)?,
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
-        })
+        };
+        ensure!(
+            settings.max_body_bytes >= MIN_BODY_BYTES,
+            "MAX_BODY_BYTES must be at least {MIN_BODY_BYTES}, or some valid notes would be refused"
+        );
+        Ok(settings)
     }
 }
+
+/// The largest valid request: a note of `MAX_NOTE_CHARS` characters, each an
+/// astral character that JSON may escape as a surrogate pair (12 bytes).
+pub const MIN_BODY_BYTES: usize = crate::domain::MAX_NOTE_CHARS * 12 + 64;
 
 impl DatabaseSettings {
     fn from_source(env: &impl Source) -> anyhow::Result<Self> {
@@ -368,6 +377,19 @@ mod tests {
         assert!(
             parse_jwt_keys(&format!("{KEY},{KEY}")).is_err(),
             "duplicate kid"
+        );
+    }
+
+    #[test]
+    fn a_body_limit_too_small_for_valid_notes_is_refused() {
+        let mut env = minimal();
+        env.push(("MAX_BODY_BYTES", "65536"));
+        let error = Settings::from_source(&source(&env)).expect_err("too small");
+        assert!(
+            error
+                .to_string()
+                .contains("MAX_BODY_BYTES must be at least"),
+            "{error}"
         );
     }
 

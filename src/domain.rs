@@ -50,7 +50,8 @@ const RESERVED_SLUGS: &[&str] = &[
 ];
 
 /// A tenant's subdomain label: 3-63 of `a-z 0-9 -`, starting with a letter,
-/// not ending with `-`, no `--`, not reserved.
+/// not ending with `-`, no `--`. Whether it is reserved is a separate question
+/// ([`Slug::is_reserved`]): a reserved slug is well-formed but unavailable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slug(String);
 
@@ -71,10 +72,12 @@ impl Slug {
         if raw.contains("--") {
             return Err("slug must not contain '--'");
         }
-        if RESERVED_SLUGS.contains(&raw) {
-            return Err("this slug is reserved");
-        }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether the platform keeps this slug for itself (`www`, `api`, ...).
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_SLUGS.contains(&self.0.as_str())
     }
 
     /// The slug text.
@@ -94,11 +97,11 @@ impl fmt::Display for Slug {
 pub struct TenantName(String);
 
 impl TenantName {
-    /// Trims and validates a display name.
+    /// Trims and validates a display name (at most 100 characters as sent).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err("name must be 1-100 characters");
+        if name.is_empty() || raw.chars().count() > 100 {
+            return Err("name must be 1-100 characters, not only whitespace");
         }
         if name.chars().any(char::is_control) {
             return Err("name must not contain control characters");
@@ -283,13 +286,18 @@ mod tests {
             "xn--acme",
             "ac_me",
             "ac.me",
-            "www",
-            "admin",
             "",
             &"a".repeat(64),
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+        for reserved in ["www", "admin", "api"] {
+            assert!(
+                Slug::parse(reserved).is_ok_and(|slug| slug.is_reserved()),
+                "{reserved}"
+            );
+        }
+        assert!(!Slug::parse("acme").expect("valid").is_reserved());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use axum::{
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION},
 };
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
@@ -29,8 +28,6 @@ use crate::{
 const DEFAULT_PAGE_SIZE: i64 = 20;
 const MAX_PAGE_SIZE: i64 = 100;
 const NOTE_NOT_FOUND: ApiError = ApiError::NotFound("note not found");
-/// 9999-12-31T23:59:59.999999Z, the last instant a cursor may name.
-const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
 
 /// `/api/notes` and `/api/notes/{id}`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,7 +64,7 @@ struct NoteRequest {
     #[schema(
         min_length = 1,
         max_length = 10000,
-        pattern = "\\S",
+        pattern = r"^[^\x00]*[^\x00\x09-\x0d\x85\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
         example = "Remember the milk"
     )]
     content: String,
@@ -275,7 +272,7 @@ struct NotePage {
     security(("bearer" = [])),
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = r"^[0-9]{1,17}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "`next_cursor` of the previous page (opaque)"),
     ),
     responses(
         (status = 200, description = "A page of notes", body = NotePage),
@@ -367,9 +364,12 @@ async fn select_page(
     rows.iter().map(NoteBody::from_row).collect()
 }
 
-/// Where a page ended: the last note's (created_at, id). Opaque to clients
-/// (base64url of `micros:uuid`); it only narrows a query that RLS and the
-/// explicit tenant/user filter already bound, so a forged one reveals nothing.
+/// Where a page ended: the last note's (created_at, id), written
+/// `{microseconds since 1970}.{uuid}`. Clients should treat it as opaque; its
+/// exact form is in the OpenAPI document (at most 17 digits, so every instant
+/// lies between 1970 and 5138) so that every cursor the schema allows is one
+/// we accept. A forged one only narrows a query that RLS and the
+/// tenant and user filters already bound, so it reveals nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     created_at: DateTime<Utc>,
@@ -378,31 +378,35 @@ struct Cursor {
 
 impl Cursor {
     fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}",
+        format!(
+            "{}.{}",
             self.created_at.timestamp_micros(),
-            self.id
-        ))
+            self.id.hyphenated()
+        )
     }
 
     fn decode(raw: &str) -> Result<Self> {
         let invalid = || ApiError::BadRequest("invalid cursor".to_owned());
-        if raw.len() > 128 {
+        let (micros, id) = raw.split_once('.').ok_or_else(invalid)?;
+        if micros.is_empty() || micros.len() > 17 || !micros.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        // Only instants PostgreSQL can store and we could have minted (1970 to
-        // 9999); anything else would fail in the database, not here.
-        let micros: i64 = micros.parse().map_err(|_| invalid())?;
-        if !(0..=MAX_CURSOR_MICROS).contains(&micros) {
+        let created_at = micros
+            .parse()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?;
+        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
+        // Only the canonical lower-case form, as the pattern says.
+        if id.hyphenated().to_string() != id_text(raw) {
             return Err(invalid());
         }
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-        let id = id.parse().map_err(|_| invalid())?;
         Ok(Self { created_at, id })
     }
+}
+
+fn id_text(raw: &str) -> &str {
+    raw.split_once('.').map_or("", |(_, id)| id)
 }
 
 #[cfg(test)]
@@ -421,14 +425,28 @@ mod tests {
             decoded.created_at.timestamp_micros(),
             cursor.created_at.timestamp_micros()
         );
+        let id = Uuid::now_v7();
         for bad in [
-            "",
-            "!!!",
-            "bm9jb2xvbg",
-            &URL_SAFE_NO_PAD.encode("1:not-a-uuid"),
-            &"A".repeat(200),
+            String::new(),
+            "!!!".to_owned(),
+            format!("{id}"),
+            format!(".{id}"),
+            format!("-1.{id}"),
+            format!("123456789012345678.{id}"),
+            format!("12.{}", id.hyphenated().to_string().to_uppercase()),
+            format!("12.{}", id.simple()),
+            "12.not-a-uuid".to_owned(),
         ] {
-            assert!(Cursor::decode(bad).is_err(), "{bad:?}");
+            assert!(Cursor::decode(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_cursor_the_documented_pattern_allows_decodes() {
+        // The largest and smallest instants the pattern allows.
+        for micros in ["0", "99999999999999999"] {
+            let raw = format!("{micros}.{}", Uuid::now_v7());
+            assert!(Cursor::decode(&raw).is_ok(), "{raw}");
         }
     }
 

@@ -42,17 +42,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct OnboardingRequest {
     /// The tenant's subdomain label: 3-63 of `a-z 0-9 -`, starting with a
-    /// letter, not ending with `-`, without `--`, not a reserved name such as
-    /// `www`, `api` or `admin`.
+    /// letter, not ending with `-`, without `--`. Reserved names such as `www`,
+    /// `api` or `admin` are answered like a taken slug (409).
     #[schema(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z][a-z0-9-]*[a-z0-9]$",
+        pattern = r"^[a-z](-?[a-z0-9])*$",
         example = "initech"
     )]
     pub slug: String,
-    /// Display name, 1-100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "Initech")]
+    /// Display name, 1-100 characters, not only whitespace, no control
+    /// characters; stored trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Initech"
+    )]
     pub name: String,
     /// Defaults to `free`.
     #[schema(value_type = Option<crate::domain::Plan>)]
@@ -108,7 +114,7 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
     responses(
         (status = 201, description = "The tenant, its host and its owner", body = OnboardingBody),
         (status = 401, description = "SIGNUP_MODE=admin and the admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
-        (status = 409, description = "The slug is taken (`conflict`)", body = ErrorResponse),
+        (status = 409, description = "The slug is taken or reserved (`conflict`)", body = ErrorResponse),
         (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
     )
 )]
@@ -125,6 +131,9 @@ async fn create_tenant(
 /// HTTP route and `tenantry dev`'s demo data.
 pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<OnboardingBody> {
     let slug = Slug::parse(&body.slug).map_err(|m| ApiError::invalid("slug", m))?;
+    if slug.is_reserved() {
+        return Err(ApiError::Conflict("this slug is not available"));
+    }
     let name = TenantName::parse(&body.name).map_err(|m| ApiError::invalid("name", m))?;
     let plan = body
         .plan

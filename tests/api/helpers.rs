@@ -300,7 +300,7 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         },
         request_timeout: Duration::from_secs(15),
         header_read_timeout: Duration::from_secs(10),
-        max_body_bytes: 64 * 1024,
+        max_body_bytes: 128 * 1024,
         tenant_cache_ttl: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
     }

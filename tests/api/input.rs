@@ -214,7 +214,7 @@ async fn content_types_other_than_json_are_415() {
 async fn oversized_bodies_are_413_whether_announced_or_streamed() {
     let app = spawn_app().await;
     let acme = app.onboard("acme").await;
-    let huge = vec![b'a'; 64 * 1024 + 1];
+    let huge = vec![b'a'; 128 * 1024 + 1];
     let response = send(&app, &acme, Method::POST, "/api/notes", huge).await;
     assert_eq!(
         expect_error(response, StatusCode::PAYLOAD_TOO_LARGE).await,
@@ -227,7 +227,7 @@ async fn oversized_bodies_are_413_whether_announced_or_streamed() {
         "POST /api/notes HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         acme.host, acme.token
     );
-    for _ in 0..6 {
+    for _ in 0..9 {
         request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
     request.push_str("0\r\n\r\n");
@@ -496,4 +496,19 @@ async fn a_shower_of_hostile_bodies_gets_exact_client_errors() {
     let contents = note_contents(&notes);
     assert_eq!(contents, [&"A".repeat(1_000), "'; drop table notes; --"]);
     assert_eq!(app.count("users", acme.id).await, 1);
+}
+
+#[tokio::test]
+async fn the_largest_valid_note_fits_in_the_body_limit() {
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    // 10,000 astral characters, each written as a JSON surrogate-pair escape:
+    // the largest body a valid note can have (about 120 KB).
+    let content = "\\ud83d\\ude00".repeat(10_000);
+    let body = format!("{{\"content\":\"{content}\"}}");
+    assert!(body.len() > 64 * 1024);
+    let response = send(&app, &acme, Method::POST, "/api/notes", body.into_bytes()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let note: Value = response.json().await.unwrap();
+    assert_eq!(note["content"].as_str().unwrap().chars().count(), 10_000);
 }

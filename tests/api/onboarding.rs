@@ -90,8 +90,6 @@ async fn invalid_onboarding_requests_are_422_and_create_nothing() {
     for slug in [
         "Initech",
         "in",
-        "www",
-        "admin",
         "-initech",
         "initech-",
         "ini--tech",
@@ -247,4 +245,23 @@ async fn a_tenant_is_reachable_right_after_onboarding_even_if_its_host_was_just_
         !token.is_empty(),
         "the cached \"unknown\" answer was dropped"
     );
+}
+
+#[tokio::test]
+async fn a_reserved_slug_is_answered_like_a_taken_one() {
+    let app = spawn_app().await;
+    for slug in ["www", "admin", "api"] {
+        let response = app
+            .post(BASE_DOMAIN, "/api/tenants")
+            .json(&request(slug))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            expect_error(response, StatusCode::CONFLICT).await,
+            "conflict",
+            "{slug}"
+        );
+    }
+    assert_eq!(tenant_count(&app).await, 0);
 }
