@@ -273,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_follow_dns_label_rules_and_skip_reserved_names() {
+    fn slugs_follow_dns_label_rules_and_reserved_ones_are_flagged() {
         for good in ["acme", "globex-2", "a1b", &"a".repeat(63)] {
             assert!(Slug::parse(good).is_ok(), "{good:?} should be accepted");
         }

@@ -477,3 +477,36 @@ async fn with_tenant_binds_tenant_and_statement_timeout_inside_one_transaction()
         "everything ran in one transaction, after the tenant was set"
     );
 }
+
+#[tokio::test]
+async fn an_upsert_on_another_tenants_natural_key_is_a_fresh_insert() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let globex_before = app.fingerprint(globex.id).await;
+    let mut runtime = app.connect_as_runtime_role().await;
+    let tx = runtime.transaction().await.unwrap();
+    tx.execute(
+        "select set_config('app.tenant_id', $1, true)",
+        &[&acme.id.to_string()],
+    )
+    .await
+    .unwrap();
+    // globex's owner is called globex-owner; acme claims the same name with an upsert.
+    let inserted = tx
+        .execute(
+            "insert into users (tenant_id, id, username, email, password_hash)
+             values ($1, gen_random_uuid(), 'globex-owner', 'owner@globex.test', 'x')
+             on conflict (tenant_id, lower(username)) do update set email = excluded.email",
+            &[&acme.id],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(inserted, 1, "no conflict across tenants: a new row in acme");
+    assert_eq!(
+        app.fingerprint(globex.id).await,
+        globex_before,
+        "globex's row untouched"
+    );
+    assert_eq!(app.count("users", acme.id).await, 2);
+}

@@ -41,6 +41,8 @@ async fn hosts_that_are_not_a_tenant_get_404_even_with_a_valid_token() {
         "acme.example.test.evil.test",
         "evil.test",
         "www.example.test",
+        // Cloud Run's default URL is never a tenant.
+        "tenantry-abc123-uc.a.run.app",
         "127.0.0.1",
         "[::1]:8080",
         BASE_DOMAIN,
