@@ -263,7 +263,34 @@ pub fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Whether the connection that produced `error` is unusable: the socket
+/// closed or failed, or the server ended the session.
+pub fn is_connection_broken(error: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if error.is_closed()
+        || error
+            .source()
+            .is_some_and(|source| source.is::<std::io::Error>())
+    {
+        return true;
+    }
+    error.as_db_error().is_some_and(|db| {
+        let code = db.code().code();
+        matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+    })
+}
+
 impl ApiError {
+    /// Whether this error says its database connection is unusable.
+    pub fn is_connection_broken(&self) -> bool {
+        let (Self::Unavailable(cause) | Self::Unexpected(cause)) = self else {
+            return false;
+        };
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(is_connection_broken)
+    }
+
     /// Whether this error came from a stale prepared statement (see [`is_stale_plan`]).
     pub fn is_stale_plan(&self) -> bool {
         let (Self::Unavailable(cause) | Self::Unexpected(cause)) = self else {

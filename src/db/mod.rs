@@ -14,12 +14,16 @@ mod tenant_tx;
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
 pub use self::tenant_tx::TenantTx;
-use crate::{config::DatabaseSettings, error::Result, tenant::TenantId};
+use crate::{
+    config::DatabaseSettings,
+    error::{ApiError, Result},
+    tenant::TenantId,
+};
 
 /// Sets the tenant and the statement timeout for the current transaction only
 /// (`is_local = true`), in one round trip. Both are cleared by COMMIT or
@@ -94,12 +98,16 @@ impl Db {
     pub async fn ping(&self, timeout: Duration) -> Result<()> {
         let check = async {
             let client = self.pool.get().await?;
-            client.simple_query("select 1").await?;
-            Ok(())
+            let answered = client
+                .simple_query("select 1")
+                .await
+                .map(drop)
+                .map_err(ApiError::from);
+            settle(client, answered)
         };
-        tokio::time::timeout(timeout, check).await.map_err(|_| {
-            crate::error::ApiError::Unavailable(anyhow::anyhow!("readiness check timed out"))
-        })?
+        tokio::time::timeout(timeout, check)
+            .await
+            .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("readiness check timed out")))?
     }
 
     /// Runs `work` in one transaction whose RLS context is `tenant`.
@@ -115,18 +123,41 @@ impl Db {
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut client = self.pool.get().await?;
+        let outcome = self.in_transaction(&mut client, tenant, work).await;
+        if let Err(error) = &outcome {
+            forget_stale_plans(&self.pool, error);
+        }
+        settle(client, outcome)
+    }
+
+    async fn in_transaction<T>(
+        &self,
+        client: &mut Object,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let transaction = client.transaction().await?;
         let bind = transaction.prepare_cached(BIND_TRANSACTION_SQL).await?;
         transaction
             .execute(&bind, &[&tenant.to_string(), &self.statement_timeout_ms])
             .await?;
         let tx = TenantTx::new(transaction, tenant);
-        let value = work(&tx)
-            .await
-            .inspect_err(|error| forget_stale_plans(&self.pool, error))?;
+        let value = work(&tx).await?;
         tx.commit().await?;
         Ok(value)
     }
+}
+
+/// Returns a connection to the pool, unless `outcome` says the connection
+/// itself is broken (killed backend, closed socket): then it is detached and
+/// dropped, so the next request cannot be handed a dead connection before its
+/// driver task has noticed (Fast recycling only checks `is_closed`).
+pub(crate) fn settle<T>(client: Object, outcome: Result<T>) -> Result<T> {
+    if outcome.as_ref().is_err_and(ApiError::is_connection_broken) {
+        tracing::warn!("dropping a broken database connection");
+        drop(Object::take(client));
+    }
+    outcome
 }
 
 /// After a migration changed a result type, every pooled connection holds

@@ -110,15 +110,16 @@ impl TenantResolver {
                 domain,
             ),
         };
+        let client = self.pool.get().await?;
         let lookup = async {
-            let client = self.pool.get().await?;
             let statement = client.prepare_cached(sql).await?;
             let row = client.query_opt(&statement, &[&key]).await?;
             row.map(|row| tenant_from_row(&row)).transpose()
         };
-        lookup
+        let outcome = lookup
             .await
-            .inspect_err(|error| crate::db::forget_stale_plans(&self.pool, error))
+            .inspect_err(|error| crate::db::forget_stale_plans(&self.pool, error));
+        crate::db::settle(client, outcome)
     }
 
     fn cached(&self, host: &CanonicalHost) -> Option<Option<TenantRecord>> {
