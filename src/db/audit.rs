@@ -257,7 +257,7 @@ async fn unguarded_relation_problems(client: &Client) -> anyhow::Result<Vec<Stri
              from pg_class c join pg_namespace n on n.oid = c.relnamespace
              where c.relkind in ('v', 'm', 'f')
                and n.nspname not in ('pg_catalog', 'information_schema')
-               and has_table_privilege(current_user, c.oid, 'SELECT')
+               and has_any_column_privilege(current_user, c.oid, 'SELECT')
              order by 1",
             &[],
         )

@@ -43,27 +43,30 @@ fn rls_check() -> String {
     )
 }
 
-/// The role `$1`: not superuser, no BYPASSRLS, owns nothing, no membership
-/// path to a role that has either, no TRUNCATE/REFERENCES/TRIGGER on tenant
-/// tables, cannot create in the database or any schema.
+/// The role `$1`: not superuser, no BYPASSRLS, owns nothing, a member of no
+/// role (privileges it could SET ROLE to are otherwise invisible to
+/// `has_table_privilege`, as the runtime role is NOINHERIT), no TRUNCATE,
+/// REFERENCES or TRIGGER on any relation, cannot create in the database or any
+/// schema.
 fn role_check() -> String {
-    format!(
-        "select $1::text || ' is a superuser or has BYPASSRLS' from pg_roles r where r.rolname = $1::text and (r.rolsuper or r.rolbypassrls)
-         union all
-         select $1::text || ' owns ' || c.oid::regclass::text from pg_class c where c.relowner = (select oid from pg_roles where rolname = $1::text)
-         union all
-         select $1::text || ' can act as ' || r.rolname || ', which bypasses RLS' from pg_roles r
-         where (r.rolsuper or r.rolbypassrls) and r.rolname <> $1::text and pg_has_role($1::text, r.oid, 'MEMBER')
-         union all
-         select $1::text || ' has ' || priv || ' on ' || c.oid::regclass::text
-         from pg_class c cross join unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER']) priv
-         where {TENANT_TABLE} and has_table_privilege($1::text, c.oid, priv)
-         union all
-         select $1::text || ' can create objects in schema ' || n.nspname from pg_namespace n
-         where n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema' and has_schema_privilege($1::text, n.oid, 'CREATE')
-         union all
-         select $1::text || ' can create schemas' where has_database_privilege($1::text, current_database(), 'CREATE')"
-    )
+    "select $1::text || ' is a superuser or has BYPASSRLS' from pg_roles r where r.rolname = $1::text and (r.rolsuper or r.rolbypassrls)
+     union all
+     select $1::text || ' owns ' || c.oid::regclass::text from pg_class c where c.relowner = (select oid from pg_roles where rolname = $1::text)
+     union all
+     select $1::text || ' is a member of ' || g.rolname from pg_auth_members m
+     join pg_roles g on g.oid = m.roleid join pg_roles r on r.oid = m.member where r.rolname = $1::text
+     union all
+     select $1::text || ' has ' || priv || ' on ' || c.oid::regclass::text
+     from pg_class c cross join unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER']) priv
+     where c.relkind in ('r', 'p', 'v', 'm', 'f')
+       and c.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+       and has_table_privilege($1::text, c.oid, priv)
+     union all
+     select $1::text || ' can create objects in schema ' || n.nspname from pg_namespace n
+     where n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema' and has_schema_privilege($1::text, n.oid, 'CREATE')
+     union all
+     select $1::text || ' can create schemas' where has_database_privilege($1::text, current_database(), 'CREATE')"
+        .to_owned()
 }
 
 /// Every primary key, unique constraint and unique index of a tenant table
@@ -93,7 +96,7 @@ const UNGUARDED_CHECK: &str = "
     from pg_class c
     where c.relkind in ('v', 'm', 'f')
       and c.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-      and has_table_privilege('tenantry_app', c.oid, 'SELECT')
+      and has_any_column_privilege('tenantry_app', c.oid, 'SELECT')
       and not (c.relkind = 'v' and coalesce(c.reloptions @> array['security_invoker=true'], false))";
 
 /// Every SECURITY DEFINER function pins search_path, is on the allowlist, and
@@ -227,6 +230,10 @@ async fn the_runtime_role_has_no_way_around_rls() {
                 "alter table notes owner to tenantry_app",
                 "tenantry_app owns notes",
             ),
+            (
+                "grant truncate on tenants to tenantry_app",
+                "tenantry_app has TRUNCATE on tenants",
+            ),
         ],
     )
     .await;
@@ -255,14 +262,32 @@ async fn the_runtime_role_has_no_way_around_rls() {
         .await
         .unwrap();
     let direct = violations(&admin, &check, Some(&probe)).await;
+    // A NOINHERIT role's privileges through membership are invisible to
+    // has_table_privilege; the membership itself must be reported.
+    let truncater = format!("probe_truncate_{suffix}");
     admin
-        .batch_execute(&format!("drop role {probe}; drop role {bypass}"))
+        .batch_execute(&format!(
+            "alter role {probe} nobypassrls noinherit; create role {truncater} nologin;
+             grant truncate on notes to {truncater}; grant {truncater} to {probe}"
+        ))
+        .await
+        .unwrap();
+    let hidden_privilege = violations(&admin, &check, Some(&probe)).await;
+    admin
+        .batch_execute(&format!(
+            "revoke {truncater} from {probe}; grant tenantry_owner to {probe}"
+        ))
+        .await
+        .unwrap();
+    let owner_membership = violations(&admin, &check, Some(&probe)).await;
+    admin
+        .batch_execute(&format!("drop owned by {truncater}; drop role {probe}; drop role {truncater}; drop role {bypass}"))
         .await
         .unwrap();
     assert!(
         through_membership
             .iter()
-            .any(|v| v.contains(&format!("can act as {bypass}"))),
+            .any(|v| v.contains(&format!("is a member of {bypass}"))),
         "{through_membership:?}"
     );
     assert!(
@@ -270,6 +295,18 @@ async fn the_runtime_role_has_no_way_around_rls() {
             .iter()
             .any(|v| v.contains("is a superuser or has BYPASSRLS")),
         "{direct:?}"
+    );
+    assert!(
+        hidden_privilege
+            .iter()
+            .any(|v| v.contains(&format!("is a member of {truncater}"))),
+        "{hidden_privilege:?}"
+    );
+    assert!(
+        owner_membership
+            .iter()
+            .any(|v| v.contains("is a member of tenantry_owner")),
+        "{owner_membership:?}"
     );
 }
 
@@ -302,6 +339,11 @@ async fn nothing_readable_by_the_runtime_role_escapes_rls() {
         (
             "create materialized view note_counts as select tenant_id, count(*) from notes group by 1; grant select on note_counts to tenantry_app",
             "note_counts (m) is readable",
+        ),
+        (
+            "create view some_columns as select * from notes;
+             grant select (tenant_id, content) on some_columns to tenantry_app",
+            "some_columns (v) is readable",
         ),
     ];
     holds_and_catches(cluster().await, UNGUARDED_CHECK, None, &plants).await;

@@ -140,6 +140,10 @@ async fn the_audit_catches_each_planted_weakness() {
             "materialized view note_copy is readable by this role",
         ),
         (
+            "create view note_columns as select * from notes; grant select (tenant_id, content) on note_columns to tenantry_app",
+            "view note_columns is readable by this role and runs with its owner's rights",
+        ),
+        (
             "create function count_all() returns bigint language sql security definer set search_path = '' \
              as 'select count(*) from public.notes'; grant execute on function count_all() to tenantry_app",
             "SECURITY DEFINER function public.count_all() is executable by this role and not on the allowlist",
