@@ -308,6 +308,8 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
 
 /// A running server on its own database.
 pub struct TestApp {
+    /// The admin token when the app runs with `SIGNUP_MODE=admin`.
+    pub admin_token: Option<String>,
     pub port: u16,
     pub dbname: String,
     pub cluster: &'static TestCluster,
@@ -336,12 +338,19 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let dbname = cluster.migrated_database().await;
     let mut settings = test_settings(cluster, &dbname);
     customize(&mut settings);
+    let admin_token = match &settings.signup {
+        SignupMode::AdminOnly { admin_token } => {
+            Some(secrecy::ExposeSecret::expose_secret(admin_token).to_owned())
+        }
+        SignupMode::Open => None,
+    };
     let app = Application::build(&settings)
         .await
         .expect("the test server starts");
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
+        admin_token,
         port,
         admin: connect(&cluster.superuser_on(&dbname)).await,
         dbname,
@@ -384,8 +393,11 @@ impl TestApp {
 
     /// Onboards `slug` with owner `{slug}-owner` and signs the owner in.
     pub async fn onboard(&self, slug: &str) -> TestTenant {
-        let response = self
-            .post(BASE_DOMAIN, "/api/tenants")
+        let mut request = self.post(BASE_DOMAIN, "/api/tenants");
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .json(&json!({
                 "slug": slug,
                 "name": format!("{slug} Inc."),
