@@ -42,7 +42,10 @@ async fn healthz() -> Json<ProbeBody> {
 #[utoipa::path(
     get, path = "/readyz", tag = "infrastructure",
     extensions(("x-tenantry-host" = json!("any"))),
-    responses((status = 200, description = "The database answers", body = ProbeBody))
+    responses(
+        (status = 200, description = "The database answers", body = ProbeBody),
+        (status = 503, description = "The database does not answer (`unavailable`)", body = crate::error::ErrorResponse),
+    )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<ProbeBody>> {
     state.db.ping(READINESS_TIMEOUT).await?;

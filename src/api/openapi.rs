@@ -14,7 +14,7 @@
 //! | requires a bearer token         | 401                                 |
 //! | has a JSON body                 | 400, 413, 415, 422                  |
 //! | has a path parameter            | 400, 404                            |
-//! | every operation                 | 503 (deadline, database)            |
+//! | served on a tenant host or apex | 503 (deadline, database)            |
 
 use std::sync::LazyLock;
 
@@ -186,10 +186,14 @@ fn add_shared_errors(openapi: &mut openapi::OpenApi) {
                     ("404", "No such resource (`not_found`)"),
                 ]);
             }
-            shared.push((
-                "503",
-                "Temporarily unavailable: retry after `Retry-After` seconds",
-            ));
+            // Probes and the document answer without the database; readiness
+            // declares its own 503.
+            if host_of(operation) != Some("any") {
+                shared.push((
+                    "503",
+                    "Temporarily unavailable: retry after `Retry-After` seconds",
+                ));
+            }
             for (status, description) in shared {
                 operation
                     .responses

@@ -352,8 +352,26 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
             .is_err(),
         "should time out"
     );
+    // The abandoned statement really was running on the server ...
+    let running: i64 = app
+        .admin
+        .query_one("select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(1)'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        running, 1,
+        "pg_sleep was running when the request was abandoned"
+    );
+    // ... and the next checkout waits for it to end (bounded), not forever.
+    let waited = std::time::Instant::now();
 
     let client = db.pool().get().await.unwrap();
+    assert!(
+        waited.elapsed() < std::time::Duration::from_secs(3),
+        "checkout took {:?}",
+        waited.elapsed()
+    );
     let setting: Option<String> = client
         .query_one("select current_setting('app.tenant_id', true)", &[])
         .await
@@ -441,9 +459,18 @@ async fn options_in_the_database_url_are_kept() {
         .await
         .unwrap()
         .get(0);
+    let idle: String = client
+        .query_one("show idle_in_transaction_session_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
-        (lock_timeout.as_str(), statement_timeout.as_str()),
-        ("1234ms", "5s")
+        (
+            lock_timeout.as_str(),
+            statement_timeout.as_str(),
+            idle.as_str()
+        ),
+        ("1234ms", "5s", "10s")
     );
 }
 

@@ -33,6 +33,10 @@ async fn content_of(app: &TestApp, note: uuid::Uuid) -> String {
         .get(0)
 }
 
+/// How long a request may take to be refused when the database is away: the
+/// pool timeout of the test plus generous slack for a loaded CI machine.
+const FAIL_FAST: Duration = Duration::from_millis(2500);
+
 /// Starts an update of `note` that will wait on `lock`.
 fn update_in_background(
     app: &TestApp,
@@ -59,11 +63,26 @@ async fn an_exhausted_pool_answers_503_after_the_pool_timeout_instead_of_hanging
     let holder = update_in_background(&app, &acme, note);
     app.wait_until_blocked_on_a_lock().await;
 
-    // The only connection is busy: this request waits 300 ms for it, then sheds.
-    let shed = app
-        .call(Method::GET, &acme.host, "/api/notes", &acme.token, None)
-        .await;
-    expect_unavailable(shed, "unavailable").await;
+    // The only connection is busy: ten concurrent requests each wait 300 ms
+    // for it, then shed; none hangs.
+    let started = std::time::Instant::now();
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            tokio::spawn(
+                app.get(&acme.host, "/api/notes")
+                    .bearer_auth(&acme.token)
+                    .send(),
+            )
+        })
+        .collect();
+    for request in requests {
+        expect_unavailable(request.await.unwrap().unwrap(), "unavailable").await;
+    }
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "shedding took {:?}",
+        started.elapsed()
+    );
 
     lock.release().await;
     assert_eq!(holder.await.unwrap().unwrap().status(), StatusCode::OK);
@@ -79,8 +98,11 @@ async fn an_exhausted_pool_answers_503_after_the_pool_timeout_instead_of_hanging
 
 #[tokio::test]
 async fn a_request_over_the_deadline_is_503_and_its_transaction_rolls_back() {
-    let app =
-        spawn_app_with(|settings| settings.request_timeout = Duration::from_millis(500)).await;
+    let app = spawn_app_with(|settings| {
+        settings.request_timeout = Duration::from_millis(500);
+        settings.database.pool_size = 1;
+    })
+    .await;
     let acme = app.onboard("acme").await;
     let note = app.create_note(&acme, "original").await;
     let lock = app.lock_note(note).await;
@@ -324,14 +346,18 @@ async fn all_backends_killed_under_load_fail_fast_recover_alone_and_lose_no_ackn
                 while started.elapsed() < Duration::from_secs(5) {
                     attempt += 1;
                     let content = format!("writer {writer} attempt {attempt}");
+                    let sent_at = std::time::Instant::now();
                     let sent = request
                         .try_clone()
                         .unwrap()
                         .json(&json!({"content": content}))
                         .send()
                         .await;
-                    // No request may hang: the client's own timeout (30 s) would make this an Err.
                     let status = sent.expect("every request is answered").status();
+                    // Fail fast: a bound far above what this takes (milliseconds) but far
+                    // below a hang; the pool timeout is 500 ms.
+                    let took = sent_at.elapsed();
+                    assert!(took < FAIL_FAST, "{content} took {took:?}");
                     outcomes.push((content, status, started.elapsed()));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -5,11 +5,15 @@
 use std::path::Path;
 
 fn rust_sources(dir: &Path, found: &mut Vec<(String, String)>) {
+    sources_with_extension(dir, "rs", found);
+}
+
+fn sources_with_extension(dir: &Path, extension: &str, found: &mut Vec<(String, String)>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            rust_sources(&path, found);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            sources_with_extension(&path, extension, found);
+        } else if path.extension().is_some_and(|ext| ext == extension) {
             found.push((
                 path.display().to_string(),
                 std::fs::read_to_string(&path).unwrap().to_lowercase(),
@@ -18,27 +22,74 @@ fn rust_sources(dir: &Path, found: &mut Vec<(String, String)>) {
     }
 }
 
+/// Lower-case text with every run of whitespace (and Rust's `\`-newline
+/// string continuations) collapsed to one space, so that a statement split
+/// over lines reads as one.
+fn normalized(text: &str) -> String {
+    text.replace("\\\n", " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The argument list of every `set_config(...)` call in `text`.
+fn set_config_calls(text: &str) -> Vec<&str> {
+    let mut calls = Vec::new();
+    for (start, _) in text.match_indices("set_config(") {
+        let rest = &text[start + "set_config(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map_or(rest.len(), |(index, _)| index);
+        calls.push(&rest[..end]);
+    }
+    calls
+}
+
 #[test]
 fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = Vec::new();
-    rust_sources(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut sources,
-    );
+    rust_sources(&root.join("src"), &mut sources);
+    sources_with_extension(&root.join("sql"), "sql", &mut sources);
     assert!(sources.len() > 10, "found the sources");
     let mut setters = Vec::new();
     for (path, text) in &sources {
-        for forbidden in ["set app.", "set session app.", "set local app."] {
+        let text = normalized(text);
+        for forbidden in [
+            "set app.",
+            "set session app.",
+            "set local app.",
+            "set \"app.",
+            "set session \"app.",
+        ] {
             assert!(
                 !text.contains(forbidden),
                 "{path} contains {forbidden:?}: the tenant must be set only with set_config(.., true)"
             );
         }
-        for line in text.lines().filter(|line| line.contains("set_config(")) {
-            assert!(
-                !line.contains("false"),
-                "{path}: session-level set_config: {line}"
+        for call in set_config_calls(&text) {
+            let local = call.rsplit(',').next().map(str::trim);
+            assert_eq!(
+                local,
+                Some("true"),
+                "{path}: set_config({call}) is not transaction-local"
             );
+            if call.contains("app.tenant_id") {
+                setters.push(
+                    path.rsplit_once("/main/")
+                        .map_or(path.as_str(), |(_, p)| p)
+                        .to_owned(),
+                );
+            }
         }
         for forbidden in [
             "execute(\"begin",
@@ -52,11 +103,32 @@ fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
                 "{path} opens or ends a transaction by hand ({forbidden:?})"
             );
         }
-        if text.contains("set_config('app.tenant_id'") {
-            setters.push(path.rsplit("/src/").next().unwrap().to_owned());
-        }
     }
-    assert_eq!(setters, ["db/mod.rs"], "one place sets the tenant");
+    assert_eq!(setters, ["src/db/mod.rs"], "one place sets the tenant");
+}
+
+#[test]
+fn the_session_level_rule_catches_split_and_quoted_forms() {
+    // The rule above, shown to catch what a line-by-line grep would miss.
+    for sneaky in [
+        "select set_config('app.tenant_id', $1,\n    false)",
+        "const SQL: &str = \"select set_config('app.tenant_id', $1, \\\n false)\";",
+        "perform set_config('app.tenant_id', id::text, false);",
+    ] {
+        let text = normalized(&sneaky.to_lowercase());
+        let calls = set_config_calls(&text);
+        assert!(
+            calls
+                .iter()
+                .any(|call| call.rsplit(',').next().map(str::trim) != Some("true")),
+            "{sneaky}"
+        );
+    }
+    assert!(
+        normalized("SET\n\"app.tenant_id\" = 'x'")
+            .to_lowercase()
+            .contains("set \"app.")
+    );
 }
 
 #[test]

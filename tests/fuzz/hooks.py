@@ -74,6 +74,10 @@ def tenant_isolation(ctx, response, case):
         r = _session().request(method, url, headers=headers_b, json=payload, timeout=10, verify=verify)
         if r.status_code != 404:
             problems.append(f"{method} /api/notes/{note_id} as {B_HOST} -> {r.status_code} {r.text[:200]!r}")
+    # B's PATCH and DELETE must have changed nothing: A still reads its note as it was.
+    after = _session().get(url, headers=headers_a, timeout=10, verify=verify)
+    if after.status_code != 200 or after.json().get("content") != owner.json().get("content"):
+        problems.append(f"after {B_HOST}'s attempts, {A_HOST} reads {after.status_code} {after.text[:200]!r}")
     # Evidence that the replays really ran (run.sh counts these lines).
     with open(os.environ["TENANT_REPLAY_LOG"], "a", encoding="utf-8") as log:
         log.write(f"{note_id}\n")

@@ -45,7 +45,8 @@ for _ in $(seq 1 120); do
     kill -0 "$server" 2> /dev/null || { cat "$work/server.log"; exit 1; }
     sleep 0.5
 done
-until grep -q -- "--- end ---" "$work/server.log"; do sleep 0.2; done
+for _ in $(seq 1 100); do grep -q -- "--- end ---" "$work/server.log" && break; sleep 0.2; done
+grep -q -- "--- end ---" "$work/server.log" || { echo "tenantry dev did not finish starting"; cat "$work/server.log"; exit 1; }
 
 login() {
     curl -fs "$base/api/login" -H "Host: $1" -H 'content-type: application/json' \
