@@ -85,9 +85,9 @@ fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
             );
             if call.contains("app.tenant_id") {
                 setters.push(
-                    path.rsplit_once("/main/")
-                        .map_or(path.as_str(), |(_, p)| p)
-                        .to_owned(),
+                    Path::new(path)
+                        .strip_prefix(root)
+                        .map_or_else(|_| path.clone(), |p| p.display().to_string()),
                 );
             }
         }
