@@ -1,23 +1,45 @@
 -- Privileges, re-applied in full at the end of every `tenantry migrate` (in the
 -- same transaction), so this file is the single statement of who may do what.
 -- Revoke everything, then grant exactly what is listed: a table added by a later
--- migration is invisible to the service until it is granted here.
+-- migration is invisible to every role until it is granted here.
 
-revoke all on all tables in schema public from tenantry_app, tenantry_registry;
-revoke all on all sequences in schema public from tenantry_app, tenantry_registry;
-revoke all on all functions in schema public from tenantry_app, tenantry_registry;
-revoke create on schema public from tenantry_app, tenantry_registry;
-grant usage on schema public to tenantry_app, tenantry_registry;
+revoke all on all tables in schema public
+    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+revoke all on all sequences in schema public
+    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+revoke all on all functions in schema public
+    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+revoke create on schema public
+    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+grant usage on schema public
+    to tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
 
 -- Runtime role: plain DML on tenant tables (RLS decides which rows). No
--- TRUNCATE, REFERENCES or TRIGGER: TRUNCATE ignores RLS entirely.
+-- TRUNCATE, REFERENCES or TRIGGER: TRUNCATE ignores RLS entirely. The audit
+-- trail is append-only for it: insert and read, never update or delete.
 grant select, insert, update, delete on users, notes to tenantry_app;
+grant select, insert on audit_events to tenantry_app;
 -- Lets the service check at boot that the schema is migrated far enough.
 grant select on schema_migrations to tenantry_app;
--- The pre-tenant path: host -> tenant lookups and tenant registration.
+-- The pre-tenant path (host -> tenant, tenant registration) and the tenant's
+-- status for every tenant transaction.
 grant execute on function tenant_by_slug(text), tenant_by_domain(text),
-    create_tenant(uuid, text, text, text) to tenantry_app;
+    create_tenant(uuid, text, text, text), tenant_state(uuid) to tenantry_app;
 
 -- Registry role: what the SECURITY DEFINER functions it owns need, nothing more.
 grant select, insert on tenants to tenantry_registry;
 grant select on tenant_domains to tenantry_registry;
+
+-- Admin role: the registry, and tenant tables under RLS (a transaction bound to
+-- one tenant at a time), including deleting audit events when purging.
+grant select, insert, update, delete on tenants, tenant_domains to tenantry_admin;
+grant select, insert, update, delete on users, notes, audit_events to tenantry_admin;
+grant select, insert on platform_audit_events to tenantry_admin;
+grant select on schema_migrations to tenantry_admin;
+
+-- Analytics role: one function, which returns counts and records the call.
+grant execute on function tenant_usage(text, text) to tenantry_analytics;
+
+-- Usage role: what tenant_usage() reads (under RLS) and the record it writes.
+grant select on tenants, users, notes, audit_events to tenantry_usage;
+grant insert on platform_audit_events to tenantry_usage;

@@ -11,25 +11,33 @@
 --       NOLOGIN; owns the SECURITY DEFINER functions that read and write the
 --       tenant registry (host -> tenant lookup, tenant creation). Nobody can act
 --       as it except through those functions.
+--   tenantry_admin
+--       the admin role (CLI and /admin API, never the request path): DML on
+--       the registry and, under RLS, on tenant tables; the only role that may
+--       delete audit events (when a tenant is purged).
+--   tenantry_analytics
+--       the analytics role: may only call tenant_usage(), which returns counts.
+--   tenantry_usage
+--       NOLOGIN; owns tenant_usage(), reads tenant tables under RLS.
+--
+-- Login roles are created NOLOGIN; `tenantry migrate` gives them LOGIN and a
+-- password when RUNTIME_ROLE_PASSWORD, ADMIN_ROLE_PASSWORD or
+-- ANALYTICS_ROLE_PASSWORD is set (or an operator creates them with LOGIN).
 
 do $$
+declare
+    role_name text;
 begin
-    if not exists (select from pg_catalog.pg_roles where rolname = 'tenantry_app') then
-        create role tenantry_app nologin nosuperuser nobypassrls nocreatedb nocreaterole noinherit;
-    end if;
-exception
-    -- Another database of this cluster is migrating at the same moment.
-    when duplicate_object or unique_violation then null;
-end
-$$;
-
-do $$
-begin
-    if not exists (select from pg_catalog.pg_roles where rolname = 'tenantry_registry') then
-        create role tenantry_registry nologin nosuperuser nobypassrls nocreatedb nocreaterole noinherit;
-    end if;
-exception
-    when duplicate_object or unique_violation then null;
+    foreach role_name in array array['tenantry_app', 'tenantry_registry', 'tenantry_admin', 'tenantry_analytics', 'tenantry_usage'] loop
+        begin
+            if not exists (select from pg_catalog.pg_roles where rolname = role_name) then
+                execute pg_catalog.format('create role %I nologin nosuperuser nobypassrls nocreatedb nocreaterole noinherit', role_name);
+            end if;
+        exception
+            -- Another database of this cluster is migrating at the same moment.
+            when duplicate_object or unique_violation then null;
+        end;
+    end loop;
 end
 $$;
 
@@ -41,7 +49,7 @@ declare
 begin
     select string_agg(rolname, ', ') into offender
     from pg_catalog.pg_roles
-    where rolname in ('tenantry_app', 'tenantry_registry')
+    where rolname in ('tenantry_app', 'tenantry_registry', 'tenantry_admin', 'tenantry_analytics', 'tenantry_usage')
       and (rolsuper or rolbypassrls or rolcreaterole or rolcreatedb);
     if offender is not null then
         raise exception 'role(s) % must be NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB', offender
@@ -50,12 +58,16 @@ begin
 end
 $$;
 
--- The migrating role hands the registry functions to tenantry_registry
+-- The migrating role hands functions to tenantry_registry and tenantry_usage
 -- (ALTER FUNCTION .. OWNER TO), which requires membership.
 do $$
+declare
+    role_name text;
 begin
-    if not pg_catalog.pg_has_role(current_user, 'tenantry_registry', 'MEMBER') then
-        execute pg_catalog.format('grant tenantry_registry to %I', current_user);
-    end if;
+    foreach role_name in array array['tenantry_registry', 'tenantry_usage'] loop
+        if not pg_catalog.pg_has_role(current_user, role_name, 'MEMBER') then
+            execute pg_catalog.format('grant %I to %I', role_name, current_user);
+        end if;
+    end loop;
 end
 $$;

@@ -92,7 +92,7 @@ async fn run_migrations() -> anyhow::Result<()> {
             tracing::error!(error = %error, "migration connection failed");
         }
     });
-    let report = migrate::run(&mut client, settings.runtime_role_password.as_ref()).await?;
+    let report = migrate::run(&mut client, &settings.passwords).await?;
     tracing::info!(applied = ?report.applied, version = report.version, "database is migrated");
     Ok(())
 }

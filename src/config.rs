@@ -86,8 +86,8 @@ pub struct HashingSettings {
 pub struct MigrateSettings {
     /// Connection for the owner role that runs migrations.
     pub url: SecretString,
-    /// If set, the runtime role `tenantry_app` gets LOGIN with this password.
-    pub runtime_role_password: Option<SecretString>,
+    /// Login roles to give LOGIN and these passwords.
+    pub passwords: crate::db::migrate::RolePasswords,
 }
 
 /// A source of configuration values: the process environment, or a map in tests.
@@ -263,7 +263,11 @@ impl MigrateSettings {
                 "MIGRATION_DATABASE_URL",
                 "the owner role's connection string",
             )?,
-            runtime_role_password: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
+            passwords: crate::db::migrate::RolePasswords {
+                runtime: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
+                admin: env.get("ADMIN_ROLE_PASSWORD").map(SecretString::from),
+                analytics: env.get("ANALYTICS_ROLE_PASSWORD").map(SecretString::from),
+            },
         })
     }
 }

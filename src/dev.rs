@@ -92,8 +92,7 @@ async fn start_local_database() -> anyhow::Result<(LocalCluster, String)> {
     local::ensure_owner_role(&superuser).await?;
     local::ensure_database(&superuser, DATABASE, None).await?;
     let mut owner = connect(cluster.config(local::OWNER_ROLE, DATABASE)).await?;
-    let password = secrecy::SecretString::from(RUNTIME_PASSWORD);
-    let report = migrate::run(&mut owner, Some(&password)).await?;
+    let report = migrate::run(&mut owner, &migrate::RolePasswords::all(RUNTIME_PASSWORD)).await?;
     tracing::info!(applied = ?report.applied, version = report.version, "local database migrated");
     let url = format!("postgres://tenantry_app:{RUNTIME_PASSWORD}@127.0.0.1:{port}/{DATABASE}");
     Ok((cluster, url))

@@ -39,6 +39,9 @@ pub const DEFINER_ALLOWLIST: &[&str] = &[
     "public.tenant_by_slug(text)",
     "public.tenant_by_domain(text)",
     "public.create_tenant(uuid, text, text, text)",
+    "public.tenant_state(uuid)",
+    // Executable only by tenantry_analytics; returns aggregates only.
+    "public.tenant_usage(text, text)",
 ];
 
 /// Runs every check as the connected role and fails with the full list of

@@ -27,11 +27,41 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A test checks this list against `sql/migrations/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenancy",
-    sql: include_str!("../../sql/migrations/V1__tenancy.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenancy",
+        sql: include_str!("../../sql/migrations/V1__tenancy.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lifecycle",
+        sql: include_str!("../../sql/migrations/V2__lifecycle.sql"),
+    },
+];
+
+/// Passwords for the login roles. Each one given makes its role LOGIN with it.
+#[derive(Debug, Default, Clone)]
+pub struct RolePasswords {
+    /// `tenantry_app`, the service's runtime role.
+    pub runtime: Option<SecretString>,
+    /// `tenantry_admin`, for the CLI and the /admin API.
+    pub admin: Option<SecretString>,
+    /// `tenantry_analytics`, for usage statistics.
+    pub analytics: Option<SecretString>,
+}
+
+impl RolePasswords {
+    /// The same password for every login role (local clusters and tests).
+    pub fn all(password: &str) -> Self {
+        let one = || Some(SecretString::from(password.to_owned()));
+        Self {
+            runtime: one(),
+            admin: one(),
+            analytics: one(),
+        }
+    }
+}
 
 const ROLES_SQL: &str = include_str!("../../sql/roles.sql");
 const GRANTS_SQL: &str = include_str!("../../sql/grants.sql");
@@ -53,17 +83,14 @@ pub fn latest_version() -> i32 {
     MIGRATIONS.last().map_or(0, |migration| migration.version)
 }
 
-/// Applies pending migrations as the connected (owner) role. If
-/// `runtime_password` is given, the runtime role gets LOGIN with it.
-pub async fn run(
-    client: &mut Client,
-    runtime_password: Option<&SecretString>,
-) -> anyhow::Result<Report> {
+/// Applies pending migrations as the connected (owner) role, then gives LOGIN
+/// and a password to each login role that has one in `passwords`.
+pub async fn run(client: &mut Client, passwords: &RolePasswords) -> anyhow::Result<Report> {
     client
         .execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("could not take the migration lock")?;
-    let outcome = run_locked(client, runtime_password).await;
+    let outcome = run_locked(client, passwords).await;
     // Closing the connection would release it too; unlock for callers that keep it.
     let unlocked = client
         .execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
@@ -73,10 +100,7 @@ pub async fn run(
     Ok(report)
 }
 
-async fn run_locked(
-    client: &mut Client,
-    runtime_password: Option<&SecretString>,
-) -> anyhow::Result<Report> {
+async fn run_locked(client: &mut Client, passwords: &RolePasswords) -> anyhow::Result<Report> {
     client
         .batch_execute(ROLES_SQL)
         .await
@@ -106,8 +130,14 @@ async fn run_locked(
         report.version = migration.version;
     }
     apply_grants(client).await?;
-    if let Some(password) = runtime_password {
-        set_runtime_password(client, password).await?;
+    for (role, password) in [
+        ("tenantry_app", &passwords.runtime),
+        ("tenantry_admin", &passwords.admin),
+        ("tenantry_analytics", &passwords.analytics),
+    ] {
+        if let Some(password) = password {
+            set_login_password(client, role, password).await?;
+        }
     }
     Ok(report)
 }
@@ -176,21 +206,25 @@ async fn apply_grants(client: &mut Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives the runtime role LOGIN and a password. The password is turned into a
-/// SCRAM verifier here, so the plain text never reaches the server or its logs.
-async fn set_runtime_password(client: &Client, password: &SecretString) -> anyhow::Result<()> {
+/// Gives `role` LOGIN and a password. The password is turned into a SCRAM
+/// verifier here, so the plain text never reaches the server or its logs.
+async fn set_login_password(
+    client: &Client,
+    role: &str,
+    password: &SecretString,
+) -> anyhow::Result<()> {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
     let statement: String = client
         .query_one(
-            "select format('alter role tenantry_app with login password %L', $1::text)",
-            &[&verifier],
+            "select format('alter role %I with login password %L', $1::text, $2::text)",
+            &[&role, &verifier],
         )
         .await?
         .get(0);
     client
         .batch_execute(&statement)
         .await
-        .context("could not set the runtime role's password")?;
+        .with_context(|| format!("could not set the password of {role}"))?;
     Ok(())
 }
 

@@ -192,8 +192,7 @@ async fn build_template(superuser: &Config, admin: &Client, template: &str) {
             .password(ROLE_PASSWORD)
             .dbname(&building);
         let mut owner = connect(&owner_config).await;
-        let password = SecretString::from(ROLE_PASSWORD);
-        migrate::run(&mut owner, Some(&password))
+        migrate::run(&mut owner, &migrate::RolePasswords::all(ROLE_PASSWORD))
             .await
             .expect("migrate the template as the owner role");
     }
@@ -626,11 +625,11 @@ pub fn note_contents(page: &Value) -> Vec<String> {
 }
 
 impl TestApp {
-    /// Registers `domain` for `tenant` directly in the registry (no API yet).
+    /// Registers `domain` for `tenant` directly in the registry, already verified.
     pub async fn add_domain(&self, domain: &str, tenant: Uuid) {
         self.admin
             .execute(
-                "insert into tenant_domains (domain, tenant_id) values ($1, $2)",
+                "insert into tenant_domains (domain, tenant_id, verification_token, verified_at) values ($1, $2, 'test', now())",
                 &[&domain, &tenant],
             )
             .await

@@ -16,7 +16,9 @@ async fn migrating_twice_applies_everything_once() {
     let dbname = cluster.empty_database().await;
     let mut owner = owner_on(cluster, &dbname).await;
 
-    let first = migrate::run(&mut owner, None).await.unwrap();
+    let first = migrate::run(&mut owner, &migrate::RolePasswords::default())
+        .await
+        .unwrap();
     let all: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(
         first,
@@ -25,7 +27,9 @@ async fn migrating_twice_applies_everything_once() {
             version: migrate::latest_version()
         }
     );
-    let second = migrate::run(&mut owner, None).await.unwrap();
+    let second = migrate::run(&mut owner, &migrate::RolePasswords::default())
+        .await
+        .unwrap();
     assert_eq!(
         second,
         migrate::Report {
@@ -44,7 +48,7 @@ async fn instances_migrating_at_once_queue_on_the_lock_and_all_succeed() {
             let config = cluster.config_for("tenantry_owner", &dbname);
             tokio::spawn(async move {
                 let mut owner = connect(&config).await;
-                migrate::run(&mut owner, None).await
+                migrate::run(&mut owner, &migrate::RolePasswords::default()).await
             })
         })
         .collect();
@@ -90,7 +94,7 @@ async fn an_edited_or_unknown_migration_stops_the_run() {
         )
         .await
         .unwrap();
-    let edited = migrate::run(&mut owner, None)
+    let edited = migrate::run(&mut owner, &migrate::RolePasswords::default())
         .await
         .expect_err("checksum mismatch");
     assert!(
@@ -111,7 +115,7 @@ async fn an_edited_or_unknown_migration_stops_the_run() {
         .execute("insert into schema_migrations (version, name, checksum, duration_ms) values (9999, 'future', 'x', 0)", &[])
         .await
         .unwrap();
-    let ahead = migrate::run(&mut owner, None)
+    let ahead = migrate::run(&mut owner, &migrate::RolePasswords::default())
         .await
         .expect_err("unknown version");
     assert!(ahead.to_string().contains("newer release"), "{ahead:#}");
@@ -127,9 +131,12 @@ async fn every_run_restores_the_declared_grants() {
         .await
         .unwrap();
 
-    migrate::run(&mut owner_on(cluster, &dbname).await, None)
-        .await
-        .unwrap();
+    migrate::run(
+        &mut owner_on(cluster, &dbname).await,
+        &migrate::RolePasswords::default(),
+    )
+    .await
+    .unwrap();
     let privilege = async |table: &str, privilege: &str| -> bool {
         admin
             .query_one(
