@@ -73,14 +73,25 @@ impl TestCluster {
             ))
             .await
             .expect("owner password");
-        let template = format!("tenantry_tpl_{}", migrations_fingerprint());
-        let exists = admin
-            .query_opt("select 1 from pg_database where datname = $1", &[&template])
+        // tenantry_tpl_{fingerprint}_{created}: one per migration set, dated
+        // so that other checkouts' templates are only swept once stale.
+        let prefix = format!("tenantry_tpl_{}_", migrations_fingerprint());
+        let existing: Option<String> = admin
+            .query_opt(
+                "select datname::text from pg_database where starts_with(datname, $1) limit 1",
+                &[&prefix],
+            )
             .await
-            .expect("query");
-        if exists.is_none() {
-            build_template(&superuser, &admin, &template).await;
-        }
+            .expect("query")
+            .map(|row| row.get(0));
+        let template = match existing {
+            Some(template) => template,
+            None => {
+                let template = format!("{prefix}{}", unix_seconds());
+                build_template(&superuser, &admin, &template).await;
+                template
+            }
+        };
         sweep_leftovers(&admin, &template).await;
         admin
             .execute("select pg_advisory_unlock(7357)", &[])
@@ -127,10 +138,7 @@ impl TestCluster {
     }
 
     async fn new_database(&self, template: Option<&str>) -> String {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
+        let created = unix_seconds();
         let name = format!(
             "test_{created}_{}",
             &Uuid::new_v4().simple().to_string()[..12]
@@ -211,27 +219,30 @@ async fn build_template(superuser: &Config, admin: &Client, template: &str) {
     panic!("could not publish the template database {template}");
 }
 
-/// Drops test databases older than an hour and templates of other migration
-/// sets. Databases still in use by a running test cannot be dropped; that error
-/// is expected and ignored.
+/// Drops test databases older than an hour, and other migration sets'
+/// templates older than a day (another checkout may be testing with one right
+/// now). A database still in use cannot be dropped; that error is ignored.
 async fn sweep_leftovers(admin: &Client, template: &str) {
-    let cutoff = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        - 3600;
+    let now = unix_seconds();
     let rows = admin
-        .query("select datname from pg_database where datname like 'test\\_%' or datname like 'tenantry\\_tpl\\_%'", &[])
+        .query("select datname::text from pg_database where datname like 'test\\_%' or datname like 'tenantry\\_tpl\\_%'", &[])
         .await
         .expect("list databases");
     for row in rows {
         let name: String = row.get(0);
-        let stale = match name
-            .strip_prefix("test_")
-            .and_then(|rest| rest.split('_').next())
-        {
-            Some(created) => created.parse::<u64>().is_ok_and(|created| created < cutoff),
-            None => name != template,
+        let created = |text: &str| text.parse::<u64>().ok();
+        let stale = if let Some(rest) = name.strip_prefix("test_") {
+            rest.split('_')
+                .next()
+                .and_then(created)
+                .is_some_and(|at| at + 3600 < now)
+        } else {
+            name != template
+                && name
+                    .rsplit('_')
+                    .next()
+                    .and_then(created)
+                    .is_none_or(|at| at + 86_400 < now)
         };
         if stale {
             let _ = admin
@@ -239,6 +250,13 @@ async fn sweep_leftovers(admin: &Client, template: &str) {
                 .await;
         }
     }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 /// Changes whenever any SQL the migration runs changes.
