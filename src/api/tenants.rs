@@ -151,7 +151,7 @@ pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<Onboar
     };
     let owner = state
         .db
-        .with_tenant(tenant.id, async |tx| {
+        .with_new_tenant(tenant.id, async |tx| {
             insert_tenant(tx, &tenant).await?;
             insert_user(tx, &owner).await
         })

@@ -26,10 +26,21 @@ use crate::{
 };
 
 /// Sets the tenant and the statement timeout for the current transaction only
-/// (`is_local = true`), in one round trip. Both are cleared by COMMIT or
-/// ROLLBACK, so nothing carries over to the next user of the connection.
-const BIND_TRANSACTION_SQL: &str =
-    "select set_config('app.tenant_id', $1, true), set_config('statement_timeout', $2, true)";
+/// (`is_local = true`) and reads the tenant's status, in one round trip. The
+/// settings are cleared by COMMIT or ROLLBACK, so nothing carries over to the
+/// next user of the connection; the status makes a suspension (or a purge)
+/// apply to the next request on every instance, whatever their caches say.
+const BIND_TRANSACTION_SQL: &str = "select set_config('app.tenant_id', $1, true), \
+     set_config('statement_timeout', $2, true), tenant_state($3)";
+
+/// What a tenant transaction expects of its tenant's registry row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The tenant exists and is active (every request).
+    Active,
+    /// The tenant does not exist yet: the transaction creates it (onboarding).
+    New,
+}
 
 /// The service's handle on its database: a pool of runtime-role connections.
 #[derive(Clone)]
@@ -110,7 +121,9 @@ impl Db {
             .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("readiness check timed out")))?
     }
 
-    /// Runs `work` in one transaction whose RLS context is `tenant`.
+    /// Runs `work` in one transaction whose RLS context is `tenant`, an active
+    /// tenant (otherwise 404 for a tenant that no longer exists, 403 for a
+    /// suspended one, before `work` runs).
     ///
     /// This is the only way to reach tenant data: query functions take a
     /// [`TenantTx`], and the only place one is made is here, after the tenant
@@ -122,8 +135,28 @@ impl Db {
         tenant: TenantId,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.bound(tenant, Expect::Active, work).await
+    }
+
+    /// Like [`Db::with_tenant`], for a tenant that `work` creates (onboarding):
+    /// the transaction is bound to the new id from its first statement, so the
+    /// tenant and its first rows are written together or not at all.
+    pub async fn with_new_tenant<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.bound(tenant, Expect::New, work).await
+    }
+
+    async fn bound<T>(
+        &self,
+        tenant: TenantId,
+        expect: Expect,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut client = self.pool.get().await?;
-        let outcome = self.in_transaction(&mut client, tenant, work).await;
+        let outcome = self.in_transaction(&mut client, tenant, expect, work).await;
         if let Err(error) = &outcome {
             forget_stale_plans(&self.pool, error);
         }
@@ -134,13 +167,33 @@ impl Db {
         &self,
         client: &mut Object,
         tenant: TenantId,
+        expect: Expect,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let transaction = client.transaction().await?;
         let bind = transaction.prepare_cached(BIND_TRANSACTION_SQL).await?;
-        transaction
-            .execute(&bind, &[&tenant.to_string(), &self.statement_timeout_ms])
+        let row = transaction
+            .query_one(
+                &bind,
+                &[
+                    &tenant.to_string(),
+                    &self.statement_timeout_ms,
+                    tenant.as_uuid(),
+                ],
+            )
             .await?;
+        let state: Option<String> = row.try_get(2)?;
+        match (expect, state.as_deref()) {
+            (Expect::Active, Some("active")) | (Expect::New, None) => {}
+            (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
+            (Expect::Active, None) => return Err(ApiError::UnknownTenant),
+            (Expect::New, Some(_)) => {
+                return Err(anyhow::anyhow!("tenant {tenant} already exists").into());
+            }
+            (Expect::Active, Some(other)) => {
+                return Err(anyhow::anyhow!("tenant {tenant} has unknown status {other:?}").into());
+            }
+        }
         let tx = TenantTx::new(transaction, tenant);
         let value = work(&tx).await?;
         tx.commit().await?;

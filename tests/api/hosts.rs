@@ -291,3 +291,52 @@ async fn http2_requests_are_resolved_from_their_authority() {
         "unauthorized"
     );
 }
+
+#[tokio::test]
+async fn a_suspension_applies_to_the_next_request_whatever_the_cache_holds() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.tenant_cache_ttl = std::time::Duration::from_secs(60);
+    })
+    .await;
+    let acme = app.onboard("acme").await;
+    // The resolver now remembers acme as active for a minute.
+    assert_eq!(
+        app.get(&acme.host, "/api/me")
+            .bearer_auth(&acme.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    app.admin
+        .execute(
+            "update tenants set status = 'suspended' where id = $1",
+            &[&acme.id],
+        )
+        .await
+        .unwrap();
+
+    let me = app
+        .get(&acme.host, "/api/me")
+        .bearer_auth(&acme.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(me, StatusCode::FORBIDDEN).await,
+        "tenant_suspended"
+    );
+    let write = app
+        .post(&acme.host, "/api/notes")
+        .bearer_auth(&acme.token)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(write, StatusCode::FORBIDDEN).await,
+        "tenant_suspended"
+    );
+    assert_eq!(app.count("notes", acme.id).await, 0);
+}
