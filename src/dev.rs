@@ -123,7 +123,7 @@ async fn seed_demo_tenants(state: &AppState) -> anyhow::Result<()> {
                 password: password.to_owned(),
             },
         };
-        match crate::api::tenants::onboard(state, request).await {
+        match crate::api::tenants::onboard(state, request, crate::audit::Actor::Admin, None).await {
             Ok(_) | Err(ApiError::Conflict(_)) => {}
             Err(error) => {
                 return Err(anyhow::anyhow!(

@@ -17,6 +17,7 @@
 //! [`dev`] (local development).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

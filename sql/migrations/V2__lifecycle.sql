@@ -45,7 +45,9 @@ $$;
 create table audit_events (
     tenant_id  uuid        not null,
     id         uuid        not null,
-    at         timestamptz not null default now(),
+    -- clock_timestamp(): when the event happened, not when its transaction
+    -- began, so events of one transaction keep their order.
+    at         timestamptz not null default clock_timestamp(),
     actor_kind text        not null,
     actor_id   uuid,
     action     text        not null,

@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::ApiJson;
+use super::{extract::ApiJson, middleware::RequestId};
 use crate::{
+    audit::{self, Action, Actor, Event},
     auth::{AuthUser, Role, UserId},
     db::TenantTx,
     domain::{Email, Password, Username},
@@ -104,7 +105,8 @@ pub struct UserBody {
 }
 
 impl UserBody {
-    fn from_row(row: &Row) -> Result<Self> {
+    /// Reads the columns `id, username, email, role, created_at`.
+    pub fn from_row(row: &Row) -> Result<Self> {
         Ok(Self {
             id: UserId::from_uuid(row.try_get("id")?),
             username: row.try_get("username")?,
@@ -129,12 +131,22 @@ impl UserBody {
 async fn register(
     tenant: Tenant,
     State(state): State<AppState>,
+    RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<NewUserRequest>,
 ) -> Result<(StatusCode, Json<UserBody>)> {
     let user = body.validate(&state, "", Role::Member).await?;
     let created = state
         .db
-        .with_tenant(tenant.id(), async |tx| insert_user(tx, &user).await)
+        .with_tenant(tenant.id(), async |tx| {
+            let created = insert_user(tx, &user).await?;
+            let event = Event::new(
+                Actor::Anonymous,
+                Action::UserRegistered,
+                Some(created.id.to_string()),
+            );
+            audit::record(tx, Some(&request_id), &event).await?;
+            Ok(created)
+        })
         .await?;
     tracing::info!(user.id = %created.id, "user registered");
     Ok((StatusCode::CREATED, Json(created)))
@@ -203,6 +215,7 @@ struct TokenBody {
 async fn login(
     tenant: Tenant,
     State(state): State<AppState>,
+    RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenBody>> {
     let account = match Username::parse(&body.username) {
@@ -224,6 +237,25 @@ async fn login(
     let verified = state
         .passwords
         .verify(Password::for_login(&body.password), hash)
+        .await?;
+    // The trail names the account (by id) when one matched, never the username.
+    let event = match user.filter(|_| verified) {
+        Some(user) => Event::new(
+            Actor::User(user),
+            Action::LoginSucceeded,
+            Some(user.to_string()),
+        ),
+        None => Event::new(
+            Actor::Anonymous,
+            Action::LoginFailed,
+            user.map(|user| user.to_string()),
+        ),
+    };
+    state
+        .db
+        .with_tenant(tenant.id(), async |tx| {
+            audit::record(tx, Some(&request_id), &event).await
+        })
         .await?;
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!(tenant.id = %tenant.id(), "login failed");
@@ -273,11 +305,9 @@ struct MeBody {
     responses((status = 200, description = "The caller and their tenant", body = MeBody))
 )]
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
-    let found = state
-        .db
-        .with_tenant(user.tenant.id(), async |tx| select_user(tx, user.id).await)
+    let found = user
+        .transaction(&state.db, async |tx, _| select_user(tx, user.id).await)
         .await?;
-    // A valid token for a user who no longer exists authenticates nobody.
     let found = found.ok_or(ApiError::Unauthorized)?;
     Ok(Json(MeBody {
         user: found,

@@ -3,7 +3,7 @@
 //! tower-http's 413 and timeouts, a caught panic).
 
 use axum::{
-    extract::Request,
+    extract::{FromRequestParts, Request},
     http::{HeaderName, HeaderValue, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -26,6 +26,26 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID.clone(), value);
     response
+}
+
+/// The id [`request_id`] gave this request, for audit records.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get(&REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        Ok(Self(id.to_owned()))
+    }
 }
 
 /// Rewrites any error response that is not already JSON into the API's error

@@ -7,6 +7,7 @@
 //! | [`notes`]    | `GET,POST /api/notes`, `GET,PATCH,DELETE /api/notes/{id}` | tenant |
 //! | [`tenants`]  | `POST /api/tenants` (onboarding)                    | apex   |
 //! | [`openapi`]  | `GET /openapi.json`, `GET /docs`                    | any    |
+//! | [`users`]    | `GET /api/users`, `DELETE /api/users/{id}`, `GET /api/audit` (owners) | tenant |
 
 pub mod accounts;
 pub mod extract;
@@ -14,7 +15,9 @@ pub mod health;
 pub mod middleware;
 pub mod notes;
 pub mod openapi;
+pub mod paging;
 pub mod tenants;
+pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -30,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(notes::router())
         .merge(tenants::router())
+        .merge(users::router())
         .fallback(route_not_found)
 }
 

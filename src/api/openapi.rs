@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the code.
 //!
 //! Each handler carries a `#[utoipa::path]` annotation with its success
-//! responses, its own errors, and an `x-tenantry-host` extension saying where
-//! it is served (`tenant`, `apex` or `any`). Routes are registered only through
+//! responses, its own errors, an `x-tenantry-host` extension saying where it
+//! is served (`tenant`, `apex` or `any`), and `x-tenantry-role: owner` on
+//! operations only a tenant's owner may call. Routes are registered only through
 //! `utoipa_axum::routes!`, so a route cannot exist without its documentation.
 //! [`document`] then adds the errors every operation of a kind shares, from
 //! the operation's properties rather than by hand, so they cannot drift:
@@ -35,6 +36,8 @@ use crate::{error::ErrorResponse, startup::AppState};
 
 /// The extension that says which hosts serve an operation.
 pub const HOST_EXTENSION: &str = "x-tenantry-host";
+/// The extension on operations only a tenant's owner may call (`"owner"`).
+pub const ROLE_EXTENSION: &str = "x-tenantry-role";
 
 #[derive(OpenApi)]
 #[openapi(

@@ -17,8 +17,10 @@ use uuid::Uuid;
 use super::{
     accounts::{NewUserRequest, UserBody, insert_user},
     extract::ApiJson,
+    middleware::RequestId,
 };
 use crate::{
+    audit::{self, Action, Actor, Event},
     auth::{Role, bearer_token},
     config::SignupMode,
     db::TenantTx,
@@ -121,15 +123,26 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
 async fn create_tenant(
     _allowed: OnboardingAllowed,
     State(state): State<AppState>,
+    RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<OnboardingRequest>,
 ) -> Result<(StatusCode, Json<OnboardingBody>)> {
-    let onboarded = onboard(&state, body).await?;
+    // In the default admin-only mode, the admin token onboarded this tenant.
+    let by = match state.signup.as_ref() {
+        SignupMode::AdminOnly { .. } => Actor::Admin,
+        SignupMode::Open => Actor::Anonymous,
+    };
+    let onboarded = onboard(&state, body, by, Some(&request_id)).await?;
     Ok((StatusCode::CREATED, Json(onboarded)))
 }
 
 /// Validates and onboards a tenant with its owner, atomically. Shared by the
 /// HTTP route and `tenantry dev`'s demo data.
-pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<OnboardingBody> {
+pub async fn onboard(
+    state: &AppState,
+    body: OnboardingRequest,
+    by: Actor,
+    request_id: Option<&str>,
+) -> Result<OnboardingBody> {
     let slug = Slug::parse(&body.slug).map_err(|m| ApiError::invalid("slug", m))?;
     if slug.is_reserved() {
         return Err(ApiError::Conflict("this slug is not available"));
@@ -153,7 +166,16 @@ pub async fn onboard(state: &AppState, body: OnboardingRequest) -> Result<Onboar
         .db
         .with_new_tenant(tenant.id, async |tx| {
             insert_tenant(tx, &tenant).await?;
-            insert_user(tx, &owner).await
+            let owner = insert_user(tx, &owner).await?;
+            audit::record(
+                tx,
+                request_id,
+                &Event::new(by, Action::TenantCreated, Some(tenant.slug.clone())),
+            )
+            .await?;
+            let registered = Event::new(by, Action::UserRegistered, Some(owner.id.to_string()));
+            audit::record(tx, request_id, &registered).await?;
+            Ok(owner)
         })
         .await?;
     tracing::info!(tenant.id = %tenant.id, tenant.slug = %tenant.slug, "tenant onboarded");

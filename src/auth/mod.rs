@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    db::{Db, TenantTx},
     error::{ApiError, Result},
     startup::AppState,
     tenant::Tenant,
@@ -105,6 +106,51 @@ impl FromRequestParts<AppState> for AuthUser {
             role: claims.role,
         })
     }
+}
+
+impl AuthUser {
+    /// Runs `work` in a transaction of the user's tenant, after confirming in
+    /// that same transaction that the user still exists (a removed user's
+    /// token authenticates nobody: 401) and reading their current role.
+    pub async fn transaction<T>(
+        &self,
+        db: &Db,
+        work: impl AsyncFnOnce(&TenantTx<'_>, Role) -> Result<T>,
+    ) -> Result<T> {
+        db.with_tenant(self.tenant.id(), async move |tx| {
+            let role = current_role(tx, self.id)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            work(tx, role).await
+        })
+        .await
+    }
+
+    /// Like [`AuthUser::transaction`], for owners only (403 for members).
+    pub async fn owner_transaction<T>(
+        &self,
+        db: &Db,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction(db, async move |tx, role| {
+            if role != Role::Owner {
+                return Err(ApiError::Forbidden("only the tenant's owner may do this"));
+            }
+            work(tx).await
+        })
+        .await
+    }
+}
+
+async fn current_role(tx: &TenantTx<'_>, user: UserId) -> Result<Option<Role>> {
+    let row = tx
+        .query_opt(
+            "select role from users where tenant_id = $1 and id = $2",
+            &[tx.tenant_id().as_uuid(), user.as_uuid()],
+        )
+        .await?;
+    row.map(|row| Role::from_db(row.try_get("role")?))
+        .transpose()
 }
 
 /// The token of a single `Authorization: Bearer <token>` header.

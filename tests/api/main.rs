@@ -20,3 +20,4 @@ mod resilience;
 mod source;
 mod tenancy;
 mod tokens;
+mod users;

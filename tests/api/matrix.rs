@@ -7,8 +7,11 @@
 //! The app runs in the default sign-up mode (admin only). Identities:
 //! anonymous; a member of A; the owner of A; a member of B; A's member token
 //! sent to B's host; an expired token of A's member; the admin token. Objects
-//! (for `{id}` paths): a note of A's member, of A's owner, of B's member. Every
-//! author also has a note from the start, so lists have something to leak.
+//! (for `{id}` paths): for notes, a note of A's member, of A's owner, of B's
+//! member; for users, the caller, a colleague in A (created fresh, as removing
+//! it must not remove a matrix identity), a user of B. Every author also has a
+//! note from the start, so lists have something to leak. Operations marked
+//! `x-tenantry-role: owner` answer 403 to anyone but the owner.
 //! Bodies are the document's own examples; `username`, `email` and `slug` are
 //! made unique per request so that creations do not collide.
 
@@ -55,6 +58,39 @@ enum Author {
 }
 
 const AUTHORS: [Author; 3] = [Author::MemberOfA, Author::OwnerOfA, Author::MemberOfB];
+
+/// What an `{id}` refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Object {
+    NoteBy(Author),
+    /// The caller's own user.
+    OwnUser,
+    /// Another user of tenant A.
+    ColleagueUser,
+    /// A user of tenant B.
+    ForeignUser,
+}
+
+/// The objects an `{id}` path is exercised with.
+fn objects_for(path: &str) -> Vec<Option<Object>> {
+    if !path.contains("{id}") {
+        return vec![None];
+    }
+    if path.starts_with("/api/notes/") {
+        return AUTHORS
+            .into_iter()
+            .map(|author| Some(Object::NoteBy(author)))
+            .collect();
+    }
+    if path.starts_with("/api/users/") {
+        return vec![
+            Some(Object::OwnUser),
+            Some(Object::ColleagueUser),
+            Some(Object::ForeignUser),
+        ];
+    }
+    panic!("the matrix does not know what {path} refers to; teach objects_for")
+}
 
 /// The text of every note `author` writes, so a body that shows one is caught.
 fn note_text(author: Author) -> String {
@@ -140,6 +176,35 @@ impl World {
             .unwrap()
     }
 
+    /// The id an object refers to for `identity`; notes and colleagues are
+    /// created fresh, so destructive cells never consume shared fixtures.
+    async fn object_id(
+        &self,
+        app: &TestApp,
+        identity: Identity,
+        object: Object,
+        counter: usize,
+    ) -> Uuid {
+        match object {
+            Object::NoteBy(author) => self.write_note(app, author).await,
+            Object::OwnUser => match identity {
+                Identity::OwnerOfA => self.a.owner_id,
+                Identity::MemberOfB => self.member_b.0,
+                _ => self.member_a.0,
+            },
+            Object::ColleagueUser => {
+                app.register(&self.a.host, &format!("colleague{counter}"))
+                    .await
+                    .0
+            }
+            Object::ForeignUser => {
+                app.register(&self.b.host, &format!("stranger{counter}"))
+                    .await
+                    .0
+            }
+        }
+    }
+
     /// Text a response to `identity` on `host` must not contain: other
     /// authors' notes, and the other tenant's ids.
     fn forbidden(&self, identity: Identity, host: &str) -> Vec<String> {
@@ -183,12 +248,25 @@ fn expected_public(operation_id: &str, identity: Identity, host: &str, world: &W
 }
 
 /// The exact status of an operation that requires a tenant's bearer token.
-fn expected_secured(identity: Identity, success: u16, object: Option<Author>) -> u16 {
-    match (World::acts_as(identity), object) {
-        (None, _) => 401,
-        (Some(_), None) => success,
-        (Some(actor), Some(author)) if actor == author => success,
-        (Some(_), Some(_)) => 404,
+fn expected_secured(
+    identity: Identity,
+    success: u16,
+    owner_only: bool,
+    object: Option<Object>,
+) -> u16 {
+    let Some(actor) = World::acts_as(identity) else {
+        return 401;
+    };
+    if owner_only && actor != Author::OwnerOfA {
+        return 403;
+    }
+    match object {
+        None => success,
+        Some(Object::NoteBy(author)) if author == actor => success,
+        Some(Object::NoteBy(_) | Object::ForeignUser) => 404,
+        // Only the owner reaches user objects: it may not remove itself.
+        Some(Object::OwnUser) => 409,
+        Some(Object::ColleagueUser) => success,
     }
 }
 
@@ -253,11 +331,8 @@ async fn every_operation_identity_and_object_gets_exactly_its_due() {
         let secured = operation["security"].as_array().is_some_and(|r| {
             !r.is_empty() && r.iter().all(|r| r != &Value::Object(Default::default()))
         });
-        let objects: Vec<Option<Author>> = if path.contains("{id}") {
-            AUTHORS.into_iter().map(Some).collect()
-        } else {
-            vec![None]
-        };
+        let owner_only = operation["x-tenantry-role"] == "owner";
+        let objects = objects_for(&path);
         for identity in IDENTITIES {
             for object in &objects {
                 counter += 1;
@@ -268,9 +343,13 @@ async fn every_operation_identity_and_object_gets_exactly_its_due() {
                     _ => "any-host.invalid".to_owned(),
                 };
                 let concrete = match object {
-                    Some(author) => {
-                        path.replace("{id}", &world.write_note(&app, *author).await.to_string())
-                    }
+                    Some(object) => path.replace(
+                        "{id}",
+                        &world
+                            .object_id(&app, identity, *object, counter)
+                            .await
+                            .to_string(),
+                    ),
                     None => path.clone(),
                 };
                 let before = fingerprints(&app, &world).await;
@@ -288,7 +367,7 @@ async fn every_operation_identity_and_object_gets_exactly_its_due() {
                 let cell = format!("{method} {path} as {identity:?} on {object:?}");
 
                 let expected = if secured {
-                    expected_secured(identity, success, *object)
+                    expected_secured(identity, success, owner_only, *object)
                 } else {
                     expected_public(&operation_id, identity, &host, &world)
                 };

@@ -43,9 +43,12 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
         routes,
         [
             "DELETE /api/notes/{id}",
+            "DELETE /api/users/{id}",
+            "GET /api/audit",
             "GET /api/me",
             "GET /api/notes",
             "GET /api/notes/{id}",
+            "GET /api/users",
             "GET /docs",
             "GET /healthz",
             "GET /openapi.json",
