@@ -36,6 +36,8 @@ grant select, insert, update, delete on tenants, tenant_domains to tenantry_admi
 grant select, insert, update, delete on users, notes, audit_events to tenantry_admin;
 grant select, insert on platform_audit_events to tenantry_admin;
 grant select on schema_migrations to tenantry_admin;
+-- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
+grant execute on function tenant_state(uuid) to tenantry_admin;
 
 -- Analytics role: one function, which returns counts and records the call.
 grant execute on function tenant_usage(text, text) to tenantry_analytics;

@@ -8,11 +8,12 @@ use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
 use crate::{
+    admin::commands::{self, DomainsCommand, TenantsCommand},
     config::{MigrateSettings, Settings},
     db::migrate,
     dev,
     startup::Application,
-    telemetry::{self, LogFormat},
+    telemetry::{self, LogFormat, LogOutput},
 };
 
 /// A multi-tenant SaaS backend: shared PostgreSQL tables isolated by Row-Level Security.
@@ -23,7 +24,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (production). Needs DATABASE_URL (the runtime role),
     /// JWT_KEYS, and ADMIN_TOKEN unless SIGNUP_MODE=open.
@@ -33,16 +34,32 @@ enum Command {
     /// Local development, the default: a private PostgreSQL cluster unless
     /// DATABASE_URL is set, demo tenants, and curl examples to paste.
     Dev,
+    /// Operate on tenants: create, list, show, plan, suspend, resume, delete,
+    /// purge, export, import. Needs ADMIN_DATABASE_URL (the admin role).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Manage custom domains: add, list, remove, verify.
+    Domains {
+        #[command(subcommand)]
+        command: DomainsCommand,
+    },
+    /// Per-tenant usage through the audited analytics role
+    /// (ANALYTICS_DATABASE_URL).
+    Stats,
 }
 
 /// Parses the command line, runs the command, and maps failure to exit code 1
 /// with the cause chain on stderr.
 pub async fn run() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Dev);
-    let default_format = if matches!(command, Command::Dev) {
-        LogFormat::Pretty
-    } else {
-        LogFormat::Json
+    let (default_format, output) = match command {
+        Command::Serve | Command::Migrate => (LogFormat::Json, LogOutput::Stdout),
+        Command::Dev => (LogFormat::Pretty, LogOutput::Stdout),
+        Command::Tenants { .. } | Command::Domains { .. } | Command::Stats => {
+            (LogFormat::Pretty, LogOutput::Stderr)
+        }
     };
     let format = match LogFormat::from_env(default_format) {
         Ok(format) => format,
@@ -51,7 +68,7 @@ pub async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(error) = telemetry::init(format) {
+    if let Err(error) = telemetry::init(format, output) {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
     }
@@ -59,6 +76,9 @@ pub async fn run() -> ExitCode {
         Command::Serve => serve().await,
         Command::Migrate => run_migrations().await,
         Command::Dev => dev::run().await,
+        Command::Tenants { command } => commands::tenants(command).await,
+        Command::Domains { command } => commands::domains(command).await,
+        Command::Stats => commands::stats().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,11 @@
 //! start-up with a message that names it; nothing is parsed on first use.
 //! The README's configuration table lists every variable read in this file.
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use anyhow::{Context, bail, ensure};
 use secrecy::SecretString;
@@ -36,6 +40,38 @@ pub struct Settings {
     pub tenant_cache_ttl: Duration,
     /// How long in-flight requests may drain after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// The `/admin` API, enabled by `ADMIN_DATABASE_URL`.
+    pub admin_api: Option<AdminApiSettings>,
+}
+
+/// The `/admin` HTTP API: the operator surface over HTTP.
+#[derive(Debug, Clone)]
+pub struct AdminApiSettings {
+    /// The bearer token `/admin` requires (`ADMIN_TOKEN`).
+    pub token: SecretString,
+    pub ops: OpsSettings,
+}
+
+/// What the operator surface (the `/admin` API and the CLI's `tenants`,
+/// `domains` and `stats` commands) needs besides the service's settings.
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    /// The admin role's connection (`ADMIN_DATABASE_URL`), never the runtime role's.
+    pub admin_database: DatabaseSettings,
+    /// The analytics role's connection (`ANALYTICS_DATABASE_URL`); usage
+    /// statistics are unavailable without it.
+    pub analytics_database: Option<DatabaseSettings>,
+    /// The DNS server custom domains are verified against (`DNS_RESOLVER`,
+    /// `ip:port`); the system's resolver when unset.
+    pub dns_resolver: Option<SocketAddr>,
+}
+
+/// What the CLI's operator commands need.
+#[derive(Debug, Clone)]
+pub struct CliOpsSettings {
+    pub base_domain: BaseDomain,
+    pub password_hashing: HashingSettings,
+    pub ops: OpsSettings,
 }
 
 /// How the service reaches PostgreSQL as the runtime role.
@@ -132,6 +168,7 @@ impl Settings {
             max_body_bytes: parse_or(env, "MAX_BODY_BYTES", 128 * 1024)?,
             tenant_cache_ttl: millis_or(env, "TENANT_CACHE_TTL_MS", 5_000)?,
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
+            admin_api: AdminApiSettings::from_source(env)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,
@@ -163,6 +200,101 @@ impl DatabaseSettings {
             "DATABASE_STATEMENT_TIMEOUT_MS must be positive (0 would disable the timeout)"
         );
         Ok(settings)
+    }
+
+    /// A small pool for an operator role: the connection string in `url`,
+    /// the shared pool and connect timeouts, and `statement_timeout`.
+    fn operator(
+        env: &impl Source,
+        url: SecretString,
+        statement_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            url,
+            pool_size: OPERATOR_POOL_SIZE,
+            pool_timeout: millis_or(env, "DATABASE_POOL_TIMEOUT_MS", 2_000)?,
+            connect_timeout: millis_or(env, "DATABASE_CONNECT_TIMEOUT_MS", 5_000)?,
+            statement_timeout,
+        })
+    }
+}
+
+/// Connections of each operator pool (admin, analytics): operators are few,
+/// and these pools must not crowd out the request path's.
+const OPERATOR_POOL_SIZE: usize = 2;
+
+impl AdminApiSettings {
+    /// Present when `ADMIN_DATABASE_URL` is set; then `ADMIN_TOKEN` is required.
+    fn from_source(env: &impl Source) -> anyhow::Result<Option<Self>> {
+        if env.get("ADMIN_DATABASE_URL").is_none() {
+            return Ok(None);
+        }
+        let token = required_secret(
+            env,
+            "ADMIN_TOKEN",
+            "the bearer token of the /admin API (enabled by ADMIN_DATABASE_URL)",
+        )?;
+        ensure!(
+            secrecy::ExposeSecret::expose_secret(&token).len() >= 32,
+            "ADMIN_TOKEN must be at least 32 characters"
+        );
+        // Requests are bounded by the request timeout; so are their statements.
+        let statement_timeout = millis_or(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5_000)?;
+        Ok(Some(Self {
+            token,
+            ops: OpsSettings::from_source(env, statement_timeout)?,
+        }))
+    }
+}
+
+impl OpsSettings {
+    fn from_source(env: &impl Source, statement_timeout: Duration) -> anyhow::Result<Self> {
+        let admin_url = required_secret(
+            env,
+            "ADMIN_DATABASE_URL",
+            "the admin role's (tenantry_admin) connection string",
+        )?;
+        let analytics_database = env
+            .get("ANALYTICS_DATABASE_URL")
+            .map(|url| DatabaseSettings::operator(env, SecretString::from(url), statement_timeout))
+            .transpose()?;
+        ensure!(
+            !statement_timeout.is_zero(),
+            "statement timeouts must be positive (0 would disable the timeout)"
+        );
+        Ok(Self {
+            admin_database: DatabaseSettings::operator(env, admin_url, statement_timeout)?,
+            analytics_database,
+            dns_resolver: env
+                .get("DNS_RESOLVER")
+                .map(|raw| {
+                    raw.trim().parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "DNS_RESOLVER={raw:?} is invalid: expected ip:port, e.g. 8.8.8.8:53"
+                        )
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+impl CliOpsSettings {
+    /// Reads the operator commands' settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the operator commands' settings from `env`. Exports, imports and
+    /// purges of large tenants run long statements, so the CLI's statement
+    /// timeout is its own (`ADMIN_STATEMENT_TIMEOUT_MS`).
+    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let statement_timeout = millis_or(env, "ADMIN_STATEMENT_TIMEOUT_MS", 600_000)?;
+        Ok(Self {
+            base_domain: parse_or(env, "BASE_DOMAIN", BaseDomain::localhost())?,
+            password_hashing: HashingSettings::from_source(env)?,
+            ops: OpsSettings::from_source(env, statement_timeout)?,
+        })
     }
 }
 
@@ -394,6 +526,54 @@ mod tests {
                 .to_string()
                 .contains("MAX_BODY_BYTES must be at least"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_admin_api_is_off_without_its_database_and_needs_a_token_with_it() {
+        let settings = Settings::from_source(&source(&minimal())).expect("valid");
+        assert!(settings.admin_api.is_none());
+
+        let mut env = minimal();
+        env.push(("ADMIN_DATABASE_URL", "postgres://admin@db/tenantry"));
+        let error = Settings::from_source(&source(&env)).expect_err("no token");
+        assert!(
+            error.to_string().contains("ADMIN_TOKEN is required"),
+            "{error}"
+        );
+
+        env.push(("ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"));
+        env.push(("DNS_RESOLVER", "127.0.0.1:5353"));
+        let admin = Settings::from_source(&source(&env))
+            .expect("valid")
+            .admin_api
+            .expect("enabled");
+        assert_eq!(admin.ops.dns_resolver, Some(([127, 0, 0, 1], 5353).into()));
+        assert!(admin.ops.analytics_database.is_none());
+    }
+
+    #[test]
+    fn the_cli_needs_the_admin_database_and_a_resolver_address_with_a_port() {
+        let error = CliOpsSettings::from_source(&source(&[])).expect_err("no url");
+        assert!(
+            error.to_string().contains("ADMIN_DATABASE_URL is required"),
+            "{error}"
+        );
+        let env = [
+            ("ADMIN_DATABASE_URL", "postgres://admin@db/tenantry"),
+            ("DNS_RESOLVER", "8.8.8.8"),
+        ];
+        let error = CliOpsSettings::from_source(&source(&env)).expect_err("no port");
+        assert!(
+            error
+                .to_string()
+                .contains("DNS_RESOLVER=\"8.8.8.8\" is invalid"),
+            "{error}"
+        );
+        let settings = CliOpsSettings::from_source(&source(&env[..1])).expect("valid");
+        assert_eq!(
+            settings.ops.admin_database.statement_timeout,
+            Duration::from_secs(600)
         );
     }
 

@@ -45,10 +45,21 @@ pub async fn run() -> anyhow::Result<()> {
         None => Some(start_local_database().await?),
     };
     let jwt_key = random_hex(32)?;
-    let runtime_url = local.as_ref().map(|(_, url)| url.clone());
+    let admin_token = ProcessEnv
+        .get("ADMIN_TOKEN")
+        .map_or_else(|| random_hex(24), Ok)?;
+    let port = local.as_ref().map(LocalCluster::port);
+    let role_url = move |role: &str| {
+        port.map(|port| format!("postgres://{role}:{RUNTIME_PASSWORD}@127.0.0.1:{port}/{DATABASE}"))
+    };
+    let token = admin_token.clone();
     let env = move |name: &str| {
         ProcessEnv.get(name).or_else(|| match name {
-            "DATABASE_URL" => runtime_url.clone(),
+            "DATABASE_URL" => role_url("tenantry_app"),
+            // The /admin API and the analytics path, on the local cluster.
+            "ADMIN_DATABASE_URL" => role_url("tenantry_admin"),
+            "ANALYTICS_DATABASE_URL" => role_url("tenantry_analytics"),
+            "ADMIN_TOKEN" => Some(token.clone()),
             "HOST" => Some("127.0.0.1".to_owned()),
             "JWT_KEYS" => Some(format!("dev:{jwt_key}")),
             "SIGNUP_MODE" => Some("open".to_owned()),
@@ -58,21 +69,22 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_source(&env)?;
     let app = Application::build(&settings).await?;
     seed_demo_tenants(app.state()).await?;
+    let admin_token = settings.admin_api.as_ref().map(|_| admin_token);
     print_examples(
         app.port(),
         settings.base_domain.as_str(),
-        local.as_ref().map(|(cluster, _)| cluster),
+        local.as_ref(),
+        admin_token.as_deref(),
     )?;
     let served = app.run_until_stopped().await;
-    if let Some((cluster, _)) = local.filter(|(cluster, _)| cluster.started_here()) {
+    if let Some(cluster) = local.filter(LocalCluster::started_here) {
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
     }
     served
 }
 
-/// Starts (or reuses) the private cluster, migrates it, and returns it with
-/// the runtime role's URL.
-async fn start_local_database() -> anyhow::Result<(LocalCluster, String)> {
+/// Starts (or reuses) the private cluster and migrates it.
+async fn start_local_database() -> anyhow::Result<LocalCluster> {
     let root = ProcessEnv.get("DEV_DATA_DIR").map_or_else(
         || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.devdb")),
         PathBuf::from,
@@ -94,8 +106,7 @@ async fn start_local_database() -> anyhow::Result<(LocalCluster, String)> {
     let mut owner = connect(cluster.config(local::OWNER_ROLE, DATABASE)).await?;
     let report = migrate::run(&mut owner, &migrate::RolePasswords::all(RUNTIME_PASSWORD)).await?;
     tracing::info!(applied = ?report.applied, version = report.version, "local database migrated");
-    let url = format!("postgres://tenantry_app:{RUNTIME_PASSWORD}@127.0.0.1:{port}/{DATABASE}");
-    Ok((cluster, url))
+    Ok(cluster)
 }
 
 async fn connect(config: tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
@@ -135,7 +146,12 @@ async fn seed_demo_tenants(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_examples(port: u16, base: &str, cluster: Option<&LocalCluster>) -> anyhow::Result<()> {
+fn print_examples(
+    port: u16,
+    base: &str,
+    cluster: Option<&LocalCluster>,
+    admin_token: Option<&str>,
+) -> anyhow::Result<()> {
     let acme = format!("http://acme.{base}:{port}");
     let globex = format!("http://globex.{base}:{port}");
     let apex = format!("http://{base}:{port}");
@@ -153,10 +169,23 @@ fn print_examples(port: u16, base: &str, cluster: Option<&LocalCluster>) -> anyh
             )
         },
     );
+    let (operators, admin_example) = match (admin_token, cluster) {
+        (Some(token), Some(cluster)) => (
+            format!(
+                "Operators: the /admin API takes the token {token}; the CLI, e.g.\n  \
+                 ADMIN_DATABASE_URL=postgres://tenantry_admin:{RUNTIME_PASSWORD}@127.0.0.1:{}/{DATABASE} \
+                 cargo run -- tenants list\n",
+                cluster.port()
+            ),
+            format!("curl -s {apex}/admin/stats -H \"authorization: Bearer {token}\"\n"),
+        ),
+        _ => (String::new(), String::new()),
+    };
     println!(
         "\ntenantry dev is serving {apex} (database: {database})\n\
          Tenants are chosen by Host; curl resolves *.localhost to 127.0.0.1.\n\
-         Demo logins: alice / alice-demo-password on acme, bob / bob-demo-password on globex.\n\n\
+         Demo logins: alice / alice-demo-password on acme, bob / bob-demo-password on globex.\n\
+         {operators}\n\
          --- try it ---\n\
          curl -s {acme}/healthz\n\
          curl -s {acme}/api/register {json} -d '{{\"username\":\"carol-{suffix}\",\"email\":\"carol-{suffix}@acme.test\",\"password\":\"carol-demo-password\"}}'\n\
@@ -166,6 +195,7 @@ fn print_examples(port: u16, base: &str, cluster: Option<&LocalCluster>) -> anyh
          curl -s {acme}/api/me -H \"authorization: Bearer $TOKEN\"\n\
          curl -s {globex}/api/notes -H \"authorization: Bearer $TOKEN\"  # 401: acme's token is refused on globex\n\
          curl -s {apex}/api/tenants {json} -d '{{\"slug\":\"initech-{suffix}\",\"name\":\"Initech\",\"owner\":{{\"username\":\"peter\",\"email\":\"peter@initech.test\",\"password\":\"peter-demo-password\"}}}}'\n\
+         {admin_example}\
          --- end ---\n"
     );
     Ok(())

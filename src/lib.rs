@@ -16,6 +16,7 @@
 //! error type), [`telemetry`] (logs), [`cli`] (`serve`, `migrate`, `dev`),
 //! [`dev`] (local development).
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;

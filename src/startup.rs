@@ -25,7 +25,10 @@ use tower_http::{
 };
 use tracing::Span;
 
+use secrecy::SecretString;
+
 use crate::{
+    admin::Admin,
     api::{self, middleware as mw},
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::{Settings, SignupMode},
@@ -44,6 +47,14 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub passwords: Arc<PasswordHasher>,
     pub signup: Arc<SignupMode>,
+    /// The `/admin` API, when `ADMIN_DATABASE_URL` enables it.
+    pub admin: Option<Arc<AdminApi>>,
+}
+
+/// What the `/admin` API needs: its token and the operator operations.
+pub struct AdminApi {
+    pub token: SecretString,
+    pub ops: Admin,
 }
 
 /// A server that is bound and audited, ready to run.
@@ -72,6 +83,7 @@ impl Application {
             jwt: Arc::new(JwtKeys::new(&settings.jwt)?),
             passwords: Arc::new(PasswordHasher::new(settings.password_hashing)?),
             signup: Arc::new(settings.signup.clone()),
+            admin: admin_api(settings).await?,
         };
         let (router, _) = api::router().split_for_parts();
         let router = with_layers(router.with_state(state.clone()), settings);
@@ -159,6 +171,26 @@ async fn audit_database(db: &Db) -> anyhow::Result<()> {
         }
     };
     audit::check(&client).await
+}
+
+/// Builds the `/admin` API's pools (when enabled) and audits the admin role
+/// like the runtime role: it too must be subject to RLS.
+async fn admin_api(settings: &Settings) -> anyhow::Result<Option<Arc<AdminApi>>> {
+    let Some(api) = &settings.admin_api else {
+        return Ok(None);
+    };
+    let ops = Admin::connect(&api.ops, settings.base_domain.clone())?;
+    let client = ops
+        .db
+        .pool()
+        .get()
+        .await
+        .context("could not connect to the database as the admin role (ADMIN_DATABASE_URL)")?;
+    audit::check(&client).await?;
+    Ok(Some(Arc::new(AdminApi {
+        token: api.token.clone(),
+        ops,
+    })))
 }
 
 fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {

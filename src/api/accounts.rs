@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{extract::ApiJson, middleware::RequestId};
 use crate::{
     audit::{self, Action, Actor, Event},
+    auth::password::PasswordHasher,
     auth::{AuthUser, Role, UserId},
     db::TenantTx,
     domain::{Email, Password, Username},
@@ -77,14 +78,19 @@ pub struct NewUser {
 impl NewUserRequest {
     /// Validates the fields (422 naming the first bad one, under `prefix`) and
     /// hashes the password.
-    pub async fn validate(self, state: &AppState, prefix: &str, role: Role) -> Result<NewUser> {
+    pub async fn validate(
+        self,
+        hasher: &PasswordHasher,
+        prefix: &str,
+        role: Role,
+    ) -> Result<NewUser> {
         let username = Username::parse(&self.username)
             .map_err(|m| ApiError::invalid(format!("{prefix}username"), m))?;
         let email = Email::parse(&self.email)
             .map_err(|m| ApiError::invalid(format!("{prefix}email"), m))?;
         let password = Password::parse(&self.password)
             .map_err(|m| ApiError::invalid(format!("{prefix}password"), m))?;
-        let password_hash = state.passwords.hash(password).await?;
+        let password_hash = hasher.hash(password).await?;
         Ok(NewUser {
             username,
             email,
@@ -134,7 +140,7 @@ async fn register(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<NewUserRequest>,
 ) -> Result<(StatusCode, Json<UserBody>)> {
-    let user = body.validate(&state, "", Role::Member).await?;
+    let user = body.validate(&state.passwords, "", Role::Member).await?;
     let created = state
         .db
         .with_tenant(tenant.id(), async |tx| {

@@ -8,8 +8,10 @@
 //! | [`tenants`]  | `POST /api/tenants` (onboarding)                    | apex   |
 //! | [`openapi`]  | `GET /openapi.json`, `GET /docs`                    | any    |
 //! | [`users`]    | `GET /api/users`, `DELETE /api/users/{id}`, `GET /api/audit` (owners) | tenant |
+//! | [`admin`]    | `/admin/tenants[/{slug}[/domains[/{domain}[/verify]]]]`, `/admin/stats` (`ADMIN_TOKEN`) | apex |
 
 pub mod accounts;
+pub mod admin;
 pub mod extract;
 pub mod health;
 pub mod middleware;
@@ -34,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(notes::router())
         .merge(tenants::router())
         .merge(users::router())
+        .merge(admin::router())
         .fallback(route_not_found)
 }
 

@@ -154,7 +154,10 @@ pub async fn onboard(
         .map(Plan::parse)
         .transpose()
         .map_err(|m| ApiError::invalid("plan", m))?;
-    let owner = body.owner.validate(state, "owner.", Role::Owner).await?;
+    let owner = body
+        .owner
+        .validate(&state.passwords, "owner.", Role::Owner)
+        .await?;
     let tenant = TenantRecord {
         id: TenantId::from_uuid(Uuid::now_v7()),
         slug: slug.to_string(),

@@ -6,6 +6,8 @@
 //! which hands out a [`TenantTx`]. Migrations run separately, as the owner
 //! role, through [`migrate::run`].
 
+pub mod admin;
+pub mod analytics;
 pub mod audit;
 pub mod local;
 pub mod migrate;
@@ -16,7 +18,7 @@ use std::{str::FromStr, time::Duration};
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
-use tokio_postgres::NoTls;
+use tokio_postgres::{IsolationLevel, NoTls};
 
 pub use self::tenant_tx::TenantTx;
 use crate::{
@@ -35,11 +37,14 @@ const BIND_TRANSACTION_SQL: &str = "select set_config('app.tenant_id', $1, true)
 
 /// What a tenant transaction expects of its tenant's registry row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     /// The tenant exists and is active (every request).
     Active,
     /// The tenant does not exist yet: the transaction creates it (onboarding).
     New,
+    /// Whatever its status, or none (operators export and purge suspended
+    /// tenants, and import ones that do not exist yet).
+    Any,
 }
 
 /// The service's handle on its database: a pool of runtime-role connections.
@@ -54,47 +59,14 @@ impl Db {
     /// Builds the pool. Connections are opened lazily, so this does not touch
     /// the network; [`Db::ping`] does.
     pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret())
-            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
-        config.application_name("tenantry");
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(settings.connect_timeout);
-        }
-        // Defaults for anything outside a tenant transaction (the registry
-        // lookup, readiness): a bound on runaway statements and on a
-        // transaction left idle by a bug.
-        // Appended, so options given in DATABASE_URL are kept (and win: the
-        // server applies the last value of a repeated -c).
-        let ours = format!(
-            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
-            settings.statement_timeout.as_millis(),
-            settings.statement_timeout.as_millis() * 2
-        );
-        let options = match config.get_options() {
-            Some(given) if !given.trim().is_empty() => format!("{ours} {given}"),
-            _ => ours,
-        };
-        config.options(options);
-        // Fast recycling is safe because tenant state never outlives a
-        // transaction (see BIND_TRANSACTION_SQL) and a dropped tokio-postgres
-        // Transaction rolls back; Clean would cost seven statements per checkout.
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .wait_timeout(Some(settings.pool_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .context("could not build the database pool")?;
+        Self::connect_as(settings, "DATABASE_URL")
+    }
+
+    /// Builds a pool for the role in `settings.url`, which is named
+    /// `variable` in errors (another role's handle, e.g. the admin role's).
+    pub(crate) fn connect_as(settings: &DatabaseSettings, variable: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            pool,
+            pool: build_pool(settings, variable)?,
             statement_timeout_ms: settings.statement_timeout.as_millis().to_string(),
         })
     }
@@ -135,7 +107,8 @@ impl Db {
         tenant: TenantId,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.bound(tenant, Expect::Active, work).await
+        self.bound(tenant, Expect::Active, IsolationLevel::ReadCommitted, work)
+            .await
     }
 
     /// Like [`Db::with_tenant`], for a tenant that `work` creates (onboarding):
@@ -146,17 +119,23 @@ impl Db {
         tenant: TenantId,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.bound(tenant, Expect::New, work).await
+        self.bound(tenant, Expect::New, IsolationLevel::ReadCommitted, work)
+            .await
     }
 
-    async fn bound<T>(
+    /// The one place a [`TenantTx`] is made: a transaction at `isolation`,
+    /// bound to `tenant`, whose status is checked against `expect`.
+    pub(crate) async fn bound<T>(
         &self,
         tenant: TenantId,
         expect: Expect,
+        isolation: IsolationLevel,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut client = self.pool.get().await?;
-        let outcome = self.in_transaction(&mut client, tenant, expect, work).await;
+        let outcome = self
+            .in_transaction(&mut client, tenant, expect, isolation, work)
+            .await;
         if let Err(error) = &outcome {
             forget_stale_plans(&self.pool, error);
         }
@@ -168,9 +147,14 @@ impl Db {
         client: &mut Object,
         tenant: TenantId,
         expect: Expect,
+        isolation: IsolationLevel,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let transaction = client.transaction().await?;
+        let transaction = client
+            .build_transaction()
+            .isolation_level(isolation)
+            .start()
+            .await?;
         let bind = transaction.prepare_cached(BIND_TRANSACTION_SQL).await?;
         let row = transaction
             .query_one(
@@ -184,7 +168,7 @@ impl Db {
             .await?;
         let state: Option<String> = row.try_get(2)?;
         match (expect, state.as_deref()) {
-            (Expect::Active, Some("active")) | (Expect::New, None) => {}
+            (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
             (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
             (Expect::Active, None) => return Err(ApiError::UnknownTenant),
             (Expect::New, Some(_)) => {
@@ -199,6 +183,50 @@ impl Db {
         tx.commit().await?;
         Ok(value)
     }
+}
+
+/// A pool for the role in `settings.url` (named `variable` in errors).
+/// Connections are opened lazily.
+pub(crate) fn build_pool(settings: &DatabaseSettings, variable: &str) -> anyhow::Result<Pool> {
+    let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret())
+        .with_context(|| format!("{variable} is not a valid PostgreSQL connection string"))?;
+    config.application_name("tenantry");
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(settings.connect_timeout);
+    }
+    // Defaults for anything outside a tenant transaction (the registry
+    // lookup, readiness): a bound on runaway statements and on a transaction
+    // left idle by a bug. Appended, so options given in the URL are kept (and
+    // win: the server applies the last value of a repeated -c).
+    let ours = format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        settings.statement_timeout.as_millis(),
+        settings.statement_timeout.as_millis() * 2
+    );
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{ours} {given}"),
+        _ => ours,
+    };
+    config.options(options);
+    // Fast recycling is safe because tenant state never outlives a transaction
+    // (see BIND_TRANSACTION_SQL), a dropped tokio-postgres Transaction rolls
+    // back, and broken connections are detached (see settle); Clean would cost
+    // seven statements per checkout.
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(settings.pool_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("could not build the database pool")
 }
 
 /// Returns a connection to the pool, unless `outcome` says the connection

@@ -1,7 +1,7 @@
 //! [`TenantTx`]: a transaction already bound to one tenant.
 
 use deadpool_postgres::Transaction;
-use tokio_postgres::{Row, types::ToSql};
+use tokio_postgres::{Row, RowStream, types::ToSql};
 
 use crate::tenant::TenantId;
 
@@ -66,6 +66,19 @@ impl<'a> TenantTx<'a> {
     ) -> Result<Option<Row>, tokio_postgres::Error> {
         let statement = self.transaction.prepare_cached(sql).await?;
         self.transaction.query_opt(&statement, params).await
+    }
+
+    /// Runs a statement and streams its rows as they arrive, for results too
+    /// large to hold in memory (exports).
+    pub async fn query_stream(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<RowStream, tokio_postgres::Error> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        self.transaction
+            .query_raw(&statement, params.iter().map(|param| *param as &dyn ToSql))
+            .await
     }
 
     /// Runs a statement and returns how many rows it affected.

@@ -15,18 +15,24 @@
     reason = "each test module uses a different part of the harness"
 )]
 
-use std::{str::FromStr, time::Duration};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header::HOST};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tenantry::{
-    config::{DatabaseSettings, HashingSettings, JwtSettings, Settings, SignupMode},
+    admin::Admin,
+    config::{
+        AdminApiSettings, DatabaseSettings, HashingSettings, JwtSettings, OpsSettings, Settings,
+        SignupMode,
+    },
     db::{local, migrate},
     startup::Application,
 };
 use tokio::sync::OnceCell;
+
+use crate::dns::TestDns;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
@@ -38,6 +44,8 @@ pub const ROLE_PASSWORD: &str = "tenantry-test-password";
 pub const JWT_CURRENT: (&str, &str) = ("current", "test-signing-key-current-0123456789abcdef");
 pub const JWT_PREVIOUS: (&str, &str) = ("previous", "test-signing-key-previous-0123456789abcde");
 pub const JWT_ISSUER: &str = "tenantry-test";
+/// The bearer token of the `/admin` API in tests.
+pub const ADMIN_API_TOKEN: &str = "test-admin-api-token-0123456789abcdef";
 /// Port of the private cluster, when the harness has to start one.
 const PRIVATE_CLUSTER_PORT: u16 = 54330;
 
@@ -320,6 +328,27 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         max_body_bytes: 128 * 1024,
         tenant_cache_ttl: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
+        admin_api: Some(AdminApiSettings {
+            token: SecretString::from(ADMIN_API_TOKEN),
+            ops: ops_settings(cluster, dbname, None),
+        }),
+    }
+}
+
+/// The operator settings for `dbname`: the admin and analytics roles, and
+/// `dns` as the resolver (none: a closed loopback port, so nothing resolves).
+pub fn ops_settings(cluster: &TestCluster, dbname: &str, dns: Option<SocketAddr>) -> OpsSettings {
+    let role = |user: &str| DatabaseSettings {
+        url: SecretString::from(cluster.url_for(user, dbname)),
+        pool_size: 2,
+        pool_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    };
+    OpsSettings {
+        admin_database: role("tenantry_admin"),
+        analytics_database: Some(role("tenantry_analytics")),
+        dns_resolver: Some(dns.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)))),
     }
 }
 
@@ -333,6 +362,8 @@ pub struct TestApp {
     /// Superuser on this test's database: bypasses RLS.
     pub admin: Client,
     pub http: reqwest::Client,
+    /// The DNS server the app verifies custom domains against.
+    pub dns: TestDns,
 }
 
 /// A tenant created through the API, with its owner signed in.
@@ -353,7 +384,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let cluster = cluster().await;
     let dbname = cluster.migrated_database().await;
+    let dns = TestDns::start().await;
     let mut settings = test_settings(cluster, &dbname);
+    if let Some(api) = &mut settings.admin_api {
+        api.ops.dns_resolver = Some(dns.address);
+    }
     customize(&mut settings);
     let admin_token = match &settings.signup {
         SignupMode::AdminOnly { admin_token } => {
@@ -372,6 +407,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         admin: connect(&cluster.superuser_on(&dbname)).await,
         dbname,
         cluster,
+        dns,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -380,6 +416,21 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// The operator operations on this test's database, as the CLI gets them.
+    pub fn ops(&self) -> Admin {
+        Admin::connect(
+            &ops_settings(self.cluster, &self.dbname, Some(self.dns.address)),
+            BASE_DOMAIN.parse().expect("base domain"),
+        )
+        .expect("admin pools")
+    }
+
+    /// `method path` on the apex with the admin API token.
+    pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        self.call(method, BASE_DOMAIN, path, ADMIN_API_TOKEN, body)
+            .await
+    }
+
     /// A request to `path` with the given Host header.
     pub fn request(&self, method: Method, host: &str, path: &str) -> RequestBuilder {
         self.http
@@ -510,6 +561,51 @@ impl TestApp {
             .await
             .expect("fingerprint");
         row.get(0)
+    }
+
+    /// [`TestApp::fingerprint`] plus the tenant's audit trail: equal digests
+    /// mean nothing at all of the tenant changed, not even its trail.
+    pub async fn full_fingerprint(&self, tenant: Uuid) -> String {
+        format!(
+            "{}{}",
+            self.fingerprint(tenant).await,
+            self.trail_digest(tenant, "").await
+        )
+    }
+
+    /// A digest of `tenant`'s audit events, leaving out events whose action
+    /// is `except`.
+    pub async fn trail_digest(&self, tenant: Uuid, except: &str) -> String {
+        self.admin
+            .query_one(
+                "select coalesce(md5(string_agg(a::text, '|' order by a.id)), '-') from audit_events a
+                 where a.tenant_id = $1 and a.action <> $2",
+                &[&tenant, &except],
+            )
+            .await
+            .expect("trail digest")
+            .get(0)
+    }
+
+    /// Rows `tenant` has in every table, registry included (superuser).
+    pub async fn rows_of(&self, tenant: Uuid) -> i64 {
+        let mut total = 0;
+        for table in ["users", "notes", "audit_events", "tenant_domains"] {
+            total += self.count(table, tenant).await;
+        }
+        total + self.count_where("tenants", "id", tenant).await
+    }
+
+    /// Rows of `table` whose `column` is `value` (superuser).
+    pub async fn count_where(&self, table: &str, column: &str, value: Uuid) -> i64 {
+        self.admin
+            .query_one(
+                &format!("select count(*) from {table} where {column} = $1"),
+                &[&value],
+            )
+            .await
+            .expect("count")
+            .get(0)
     }
 
     /// Rows of `table` belonging to `tenant`, counted as the superuser.

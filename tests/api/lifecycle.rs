@@ -474,7 +474,7 @@ async fn dev_serves_its_printed_examples_and_reuses_its_cluster() {
     .await
     .unwrap();
     let outputs: Vec<&str> = first.lines().filter(|line| !line.is_empty()).collect();
-    assert_eq!(outputs.len(), 7, "one answer per example: {first}");
+    assert_eq!(outputs.len(), 8, "one answer per example: {first}");
     assert_eq!(outputs[0], r#"{"status":"ok"}"#);
     assert!(
         outputs[1].contains(r#""role":"member""#),
@@ -505,6 +505,11 @@ async fn dev_serves_its_printed_examples_and_reuses_its_cluster() {
         outputs[6].contains(r#""host":"initech-"#),
         "onboarding: {}",
         outputs[6]
+    );
+    assert!(
+        outputs[7].contains(r#""slug":"acme""#) && outputs[7].contains(r#""logins_24h":"#),
+        "stats: {}",
+        outputs[7]
     );
     assert!(
         !data_dir.join("data/postmaster.pid").exists(),

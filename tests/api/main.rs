@@ -5,8 +5,12 @@
 // #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
 
+mod admin_api;
+mod analytics;
 mod catalog;
 mod database;
+mod dns;
+mod domains;
 mod helpers;
 mod hosts;
 mod input;
@@ -14,10 +18,13 @@ mod lifecycle;
 mod matrix;
 mod migrations;
 mod notes;
+mod offboarding;
 mod onboarding;
 mod openapi;
+mod operations;
 mod resilience;
 mod source;
 mod tenancy;
 mod tokens;
+mod transfer;
 mod users;

@@ -39,11 +39,25 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
         .map(|(m, p, _)| format!("{m} {p}"))
         .collect();
     routes.sort();
+    let mut ids: Vec<String> = operations(&document)
+        .iter()
+        .map(|(_, _, operation)| operation["operationId"].as_str().unwrap().to_owned())
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operation ids are unique");
     assert_eq!(
         routes,
         [
+            "DELETE /admin/tenants/{slug}",
+            "DELETE /admin/tenants/{slug}/domains/{domain}",
             "DELETE /api/notes/{id}",
             "DELETE /api/users/{id}",
+            "GET /admin/stats",
+            "GET /admin/tenants",
+            "GET /admin/tenants/{slug}",
+            "GET /admin/tenants/{slug}/domains",
             "GET /api/audit",
             "GET /api/me",
             "GET /api/notes",
@@ -53,7 +67,11 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
             "GET /healthz",
             "GET /openapi.json",
             "GET /readyz",
+            "PATCH /admin/tenants/{slug}",
             "PATCH /api/notes/{id}",
+            "POST /admin/tenants",
+            "POST /admin/tenants/{slug}/domains",
+            "POST /admin/tenants/{slug}/domains/{domain}/verify",
             "POST /api/login",
             "POST /api/notes",
             "POST /api/register",

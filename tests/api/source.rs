@@ -106,8 +106,9 @@ fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
     }
     setters.sort();
     setters.dedup();
-    // with_tenant, and tenant_usage(), the analytics function that visits each
-    // tenant in turn under its own RLS context and returns only counts.
+    // with_tenant (for every role), and tenant_usage(), the analytics
+    // function that visits each tenant in turn under its own RLS context and
+    // returns only counts.
     assert_eq!(
         setters,
         ["sql/migrations/V2__lifecycle.sql", "src/db/mod.rs"],

@@ -1,0 +1,427 @@
+//! Creating, listing, showing and changing tenants.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Admin, TENANT_COLUMNS, TenantSummary, domains::DomainBody};
+use crate::{
+    api::{
+        accounts::{NewUser, NewUserRequest, UserBody, insert_user},
+        paging::Page,
+    },
+    audit::{self, Action, Actor, Event},
+    auth::{Role, password::PasswordHasher},
+    db::TenantTx,
+    domain::{DomainName, Plan, Slug, TenantName},
+    error::{ApiError, Result, ResultExt},
+    tenant::{TenantId, TenantStatus, host::BaseDomain},
+};
+
+/// A validated request to create a tenant.
+pub struct NewTenant {
+    pub slug: Slug,
+    pub name: TenantName,
+    pub plan: Plan,
+    pub owner: NewUser,
+    pub domain: Option<DomainName>,
+    /// A client-supplied key: the same key with the same request returns the
+    /// tenant it created, instead of failing on the taken slug.
+    pub idempotency_key: Option<String>,
+    /// A digest of the whole request, to tell a replay from a different request.
+    pub request_sha256: String,
+}
+
+/// A tenant just created (or found again by its idempotency key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: TenantSummary,
+    pub owner: UserBody,
+    /// The custom domain, pending verification, if one was given.
+    pub domain: Option<DomainBody>,
+    /// True when an earlier request with the same idempotency key created it.
+    pub replayed: bool,
+}
+
+/// A tenant with how much it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: TenantSummary,
+    pub counts: TenantCounts,
+    pub domains: Vec<DomainBody>,
+}
+
+/// Rows a tenant has in each tenant table.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct TenantCounts {
+    pub users: i64,
+    pub notes: i64,
+    pub audit_events: i64,
+}
+
+impl Admin {
+    /// Creates a tenant, its owner and (optionally) a pending custom domain in
+    /// one transaction; all of it exists afterwards, or none of it.
+    pub async fn create_tenant(
+        &self,
+        new: NewTenant,
+        request_id: Option<&str>,
+    ) -> Result<CreatedTenant> {
+        if new.slug.is_reserved() {
+            return Err(ApiError::Conflict("this slug is not available"));
+        }
+        if let Some(key) = &new.idempotency_key
+            && let Some(found) = self.replay(key, &new.request_sha256).await?
+        {
+            return Ok(found);
+        }
+        let id = TenantId::from_uuid(Uuid::now_v7());
+        let created = self
+            .db
+            .with_tenant(id, async |tx| {
+                let tenant = insert_tenant(tx, &new).await?;
+                let owner = insert_user(tx, &new.owner).await?;
+                let domain = match &new.domain {
+                    Some(domain) => Some(self.insert_domain(tx, domain, request_id).await?),
+                    None => None,
+                };
+                audit::record(
+                    tx,
+                    request_id,
+                    &Event::new(
+                        Actor::Admin,
+                        Action::TenantCreated,
+                        Some(tenant.slug.clone()),
+                    ),
+                )
+                .await?;
+                audit::record(
+                    tx,
+                    request_id,
+                    &Event::new(
+                        Actor::Admin,
+                        Action::UserRegistered,
+                        Some(owner.id.to_string()),
+                    ),
+                )
+                .await?;
+                Ok(CreatedTenant {
+                    tenant,
+                    owner,
+                    domain,
+                    replayed: false,
+                })
+            })
+            .await;
+        match (created, &new.idempotency_key) {
+            // A concurrent request with the same key won the race: answer as it did.
+            (Err(ApiError::Conflict(_)), Some(key)) => self
+                .replay(key, &new.request_sha256)
+                .await?
+                .ok_or(ApiError::Conflict("this slug is already taken")),
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// The tenant an earlier request with `key` created, if any; a conflict
+    /// if that request was a different one.
+    async fn replay(&self, key: &str, request_sha256: &str) -> Result<Option<CreatedTenant>> {
+        let rows = self
+            .db
+            .query(&format!("select {TENANT_COLUMNS}, request_sha256 from tenants where idempotency_key = $1"), &[&key])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let stored: Option<String> = row.try_get("request_sha256")?;
+        if stored.as_deref() != Some(request_sha256) {
+            return Err(ApiError::Conflict(
+                "this idempotency key was used for a different request",
+            ));
+        }
+        let tenant = TenantSummary::from_row(row)?;
+        let (owner, domains) = self
+            .db
+            .with_tenant(tenant.id, async |tx| {
+                Ok((
+                    select_owner(tx).await?,
+                    super::domains::select_domains(tx).await?,
+                ))
+            })
+            .await?;
+        Ok(Some(CreatedTenant {
+            tenant,
+            owner,
+            domain: domains.into_iter().next(),
+            replayed: true,
+        }))
+    }
+
+    /// A page of tenants, newest first. Listing spans tenants, so it is
+    /// recorded in the platform audit log.
+    pub async fn list_tenants(
+        &self,
+        page: Page,
+        request_id: Option<&str>,
+    ) -> Result<Vec<TenantSummary>> {
+        let rows = match page.after {
+            None => {
+                self.db
+                    .query(
+                        &format!("select {TENANT_COLUMNS} from tenants order by created_at desc, id desc limit $1"),
+                        &[&page.fetch()],
+                    )
+                    .await?
+            }
+            Some(cursor) => {
+                self.db
+                    .query(
+                        &format!(
+                            "select {TENANT_COLUMNS} from tenants where (created_at, id) < ($1, $2)
+                             order by created_at desc, id desc limit $3"
+                        ),
+                        &[&cursor.at, &cursor.id, &page.fetch()],
+                    )
+                    .await?
+            }
+        };
+        self.record_platform_event("tenants.listed", request_id, json!({}))
+            .await?;
+        rows.iter().map(TenantSummary::from_row).collect()
+    }
+
+    /// A tenant with its row counts and domains.
+    pub async fn show_tenant(&self, slug: &str) -> Result<TenantDetail> {
+        let tenant = self.tenant(slug).await?;
+        let (counts, domains) = self
+            .db
+            .with_tenant(tenant.id, async |tx| {
+                Ok((
+                    count_rows(tx).await?,
+                    super::domains::select_domains(tx).await?,
+                ))
+            })
+            .await?;
+        Ok(TenantDetail {
+            tenant,
+            counts,
+            domains,
+        })
+    }
+
+    /// Changes a tenant's plan and/or status in one transaction, recording
+    /// each actual change in its trail. A suspension takes effect on the
+    /// tenant's next request on every instance, even for tokens already
+    /// issued: every tenant transaction reads the status as it binds.
+    pub async fn update_tenant(
+        &self,
+        slug: &str,
+        change: TenantChange,
+        request_id: Option<&str>,
+    ) -> Result<TenantSummary> {
+        let tenant = self.tenant(slug).await?;
+        self.db
+            .with_tenant(tenant.id, async |tx| {
+                let mut current = tenant.clone();
+                if let Some(plan) = change.plan {
+                    current = update_tenant(tx, "plan", plan.as_str()).await?;
+                    if tenant.plan != current.plan {
+                        let event = Event::new(
+                            Actor::Admin,
+                            Action::PlanChanged,
+                            Some(current.slug.clone()),
+                        )
+                        .with_details(json!({"from": tenant.plan, "to": current.plan}));
+                        audit::record(tx, request_id, &event).await?;
+                    }
+                }
+                if let Some(status) = change.status {
+                    let (text, action) = match status {
+                        TenantStatus::Active => ("active", Action::TenantResumed),
+                        TenantStatus::Suspended => ("suspended", Action::TenantSuspended),
+                    };
+                    current = update_tenant(tx, "status", text).await?;
+                    if tenant.status != current.status {
+                        audit::record(
+                            tx,
+                            request_id,
+                            &Event::new(Actor::Admin, action, Some(current.slug.clone())),
+                        )
+                        .await?;
+                    }
+                }
+                Ok(current)
+            })
+            .await
+    }
+}
+
+/// Changes to a tenant; `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantChange {
+    pub plan: Option<Plan>,
+    pub status: Option<TenantStatus>,
+}
+
+/// A request to create a tenant, as the `/admin` API and the CLI take it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenantRequest {
+    /// The tenant's subdomain label (the rules of `POST /api/tenants`).
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = r"^[a-z](-?[a-z0-9])*$",
+        example = "initech"
+    )]
+    pub slug: String,
+    /// Display name (the rules of `POST /api/tenants`).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Initech"
+    )]
+    pub name: String,
+    /// Defaults to `free`.
+    #[schema(value_type = Option<Plan>)]
+    pub plan: Option<String>,
+    /// The tenant's first user, with the `owner` role.
+    pub owner: NewUserRequest,
+    /// A custom domain to add, pending verification: a DNS name outside the
+    /// base domain (which is the service's own: 409).
+    #[schema(
+        max_length = 253,
+        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+        example = "notes.initech.io"
+    )]
+    pub domain: Option<String>,
+}
+
+impl NewTenantRequest {
+    /// Validates every field (422 naming the first bad one) and hashes the
+    /// owner's password. `idempotency_key`, if given, is 1-200 printable ASCII.
+    pub async fn validate(
+        self,
+        hasher: &PasswordHasher,
+        base_domain: &BaseDomain,
+        idempotency_key: Option<String>,
+    ) -> Result<NewTenant> {
+        let malformed = |key: &String| {
+            key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if idempotency_key.as_ref().is_some_and(malformed) {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "an idempotency key is 1-200 printable ASCII characters",
+            ));
+        }
+        // The password is left out: the digest is stored, and a digest of a
+        // password is a way to guess it. A replay differing only in the
+        // password gets the tenant the first request created.
+        let digest = Sha256::digest(
+            json!([
+                self.slug,
+                self.name,
+                self.plan,
+                self.owner.username,
+                self.owner.email,
+                self.domain
+            ])
+            .to_string(),
+        );
+        let request_sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        Ok(NewTenant {
+            slug: Slug::parse(&self.slug).map_err(|m| ApiError::invalid("slug", m))?,
+            name: TenantName::parse(&self.name).map_err(|m| ApiError::invalid("name", m))?,
+            plan: self
+                .plan
+                .as_deref()
+                .map(Plan::parse)
+                .transpose()
+                .map_err(|m| ApiError::invalid("plan", m))?
+                .unwrap_or_default(),
+            domain: self
+                .domain
+                .as_deref()
+                .map(|raw| super::domains::new_domain(raw, base_domain))
+                .transpose()?,
+            owner: self.owner.validate(hasher, "owner.", Role::Owner).await?,
+            idempotency_key,
+            request_sha256,
+        })
+    }
+}
+
+async fn insert_tenant(tx: &TenantTx<'_>, new: &NewTenant) -> Result<TenantSummary> {
+    let row = tx
+        .query_one(
+            &format!(
+                "insert into tenants (id, slug, name, plan, idempotency_key, request_sha256)
+                 values ($1, $2, $3, $4, $5, $6) returning {TENANT_COLUMNS}"
+            ),
+            &[
+                tx.tenant_id().as_uuid(),
+                &new.slug.as_str(),
+                &new.name.as_str(),
+                &new.plan.as_str(),
+                &new.idempotency_key,
+                &new.request_sha256,
+            ],
+        )
+        .await
+        .on_constraint("tenants_slug_key", || {
+            ApiError::Conflict("this slug is already taken")
+        })
+        .on_constraint("tenants_idempotency_key_key", || {
+            ApiError::Conflict("this idempotency key is in use")
+        })?;
+    TenantSummary::from_row(&row)
+}
+
+/// Sets one registry column of the transaction's tenant (`column` is ours,
+/// never input).
+async fn update_tenant(
+    tx: &TenantTx<'_>,
+    column: &'static str,
+    value: &str,
+) -> Result<TenantSummary> {
+    let row = tx
+        .query_one(
+            &format!("update tenants set {column} = $2 where id = $1 returning {TENANT_COLUMNS}"),
+            &[tx.tenant_id().as_uuid(), &value],
+        )
+        .await?;
+    TenantSummary::from_row(&row)
+}
+
+async fn select_owner(tx: &TenantTx<'_>) -> Result<UserBody> {
+    let row = tx
+        .query_one(
+            "select id, username, email, role, created_at from users
+             where tenant_id = $1 and role = 'owner' order by created_at limit 1",
+            &[tx.tenant_id().as_uuid()],
+        )
+        .await?;
+    UserBody::from_row(&row)
+}
+
+/// The tenant's rows in each tenant table.
+pub async fn count_rows(tx: &TenantTx<'_>) -> Result<TenantCounts> {
+    let row = tx
+        .query_one(
+            "select (select count(*) from users where tenant_id = $1),
+                    (select count(*) from notes where tenant_id = $1),
+                    (select count(*) from audit_events where tenant_id = $1)",
+            &[tx.tenant_id().as_uuid()],
+        )
+        .await?;
+    Ok(TenantCounts {
+        users: row.try_get(0)?,
+        notes: row.try_get(1)?,
+        audit_events: row.try_get(2)?,
+    })
+}

@@ -1,0 +1,72 @@
+//! The admin role's handle on the database (`tenantry_admin`), for the CLI
+//! and the `/admin` API, never for the request path.
+//!
+//! It is not a flag on [`Db`]: it is another role, with another pool. The
+//! role is still subject to RLS: tenant data is reached only through
+//! [`AdminDb::with_tenant`], which is [`Db`]'s one way of making a tenant
+//! transaction, one tenant per transaction, exactly like the service. What
+//! differs is that the tenant need not be active (operators export and purge
+//! suspended tenants), and that the registry tables, which have no RLS, are
+//! readable and writable ([`AdminDb::query`]).
+
+use deadpool_postgres::Pool;
+use tokio_postgres::{IsolationLevel, Row, types::ToSql};
+
+use super::{Db, Expect, TenantTx, settle};
+use crate::{config::DatabaseSettings, error::Result, tenant::TenantId};
+
+/// A pool of admin-role connections.
+#[derive(Clone)]
+pub struct AdminDb {
+    db: Db,
+}
+
+impl AdminDb {
+    /// Builds the pool for `ADMIN_DATABASE_URL`; connections are opened lazily.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: Db::connect_as(settings, "ADMIN_DATABASE_URL")?,
+        })
+    }
+
+    /// The underlying pool (for the boot audit).
+    pub fn pool(&self) -> &Pool {
+        self.db.pool()
+    }
+
+    /// One statement outside any tenant: the registry, the platform audit log.
+    /// Tenant tables read here show nothing (no tenant is set).
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.pool().get().await?;
+        let outcome = async {
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query(&statement, params).await?)
+        }
+        .await;
+        settle(client, outcome)
+    }
+
+    /// Runs `work` in one transaction bound to `tenant`, whatever its status.
+    pub async fn with_tenant<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.db
+            .bound(tenant, Expect::Any, IsolationLevel::ReadCommitted, work)
+            .await
+    }
+
+    /// Like [`AdminDb::with_tenant`], but every statement sees the same
+    /// snapshot (`REPEATABLE READ`): an export is consistent even while the
+    /// tenant keeps writing.
+    pub async fn with_tenant_snapshot<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.db
+            .bound(tenant, Expect::Any, IsolationLevel::RepeatableRead, work)
+            .await
+    }
+}
