@@ -3,7 +3,7 @@
 use std::{process::ExitCode, str::FromStr};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
@@ -30,7 +30,7 @@ enum Command {
     /// JWT_KEYS, and ADMIN_TOKEN unless SIGNUP_MODE=open.
     Serve,
     /// Apply pending migrations as the owner role (MIGRATION_DATABASE_URL).
-    Migrate,
+    Migrate(MigrateArgs),
     /// Local development, the default: a private PostgreSQL cluster unless
     /// DATABASE_URL is set, demo tenants, and curl examples to paste.
     Dev,
@@ -50,12 +50,32 @@ enum Command {
     Stats,
 }
 
+/// `migrate --status` exits with this code when migrations are pending.
+pub const EXIT_MIGRATIONS_PENDING: u8 = 3;
+
+#[derive(Debug, Clone, Copy, Args)]
+struct MigrateArgs {
+    /// Only show which migrations are applied and which are pending; change
+    /// nothing. Exit code 0: up to date; 3: migrations pending; 1: error, or a
+    /// history this binary refuses (an edited migration, a newer release's).
+    #[arg(long, conflicts_with = "dry_run")]
+    status: bool,
+    /// Apply the pending migrations in one transaction that is then rolled
+    /// back, and show how long each took. Takes the same locks as a real run.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 /// Parses the command line, runs the command, and maps failure to exit code 1
 /// with the cause chain on stderr.
 pub async fn run() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Dev);
-    let (default_format, output) = match command {
-        Command::Serve | Command::Migrate => (LogFormat::Json, LogOutput::Stdout),
+    let (default_format, output) = match &command {
+        // A report on stdout: logs go to stderr.
+        Command::Migrate(MigrateArgs { status, dry_run }) if *status || *dry_run => {
+            (LogFormat::Json, LogOutput::Stderr)
+        }
+        Command::Serve | Command::Migrate(_) => (LogFormat::Json, LogOutput::Stdout),
         Command::Dev => (LogFormat::Pretty, LogOutput::Stdout),
         Command::Tenants { .. } | Command::Domains { .. } | Command::Stats => {
             (LogFormat::Pretty, LogOutput::Stderr)
@@ -73,15 +93,19 @@ pub async fn run() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match command {
-        Command::Serve => serve().await,
-        Command::Migrate => run_migrations().await,
-        Command::Dev => dev::run().await,
-        Command::Tenants { command } => commands::tenants(command).await,
-        Command::Domains { command } => commands::domains(command).await,
-        Command::Stats => commands::stats().await,
+        Command::Serve => serve().await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate(args) => run_migrations(args).await,
+        Command::Dev => dev::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Tenants { command } => {
+            commands::tenants(command).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Domains { command } => {
+            commands::domains(command).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Stats => commands::stats().await.map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             if format == LogFormat::Json {
                 tracing::error!(error = format!("{error:#}"), "tenantry failed");
@@ -99,7 +123,7 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-async fn run_migrations() -> anyhow::Result<()> {
+async fn run_migrations(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let settings = MigrateSettings::from_env()?;
     let config = tokio_postgres::Config::from_str(settings.url.expose_secret())
         .context("MIGRATION_DATABASE_URL is not a valid PostgreSQL connection string")?;
@@ -112,7 +136,20 @@ async fn run_migrations() -> anyhow::Result<()> {
             tracing::error!(error = %error, "migration connection failed");
         }
     });
+    if args.status {
+        let status = migrate::status(&client).await?;
+        print!("{status}");
+        return match status.verdict() {
+            migrate::Verdict::UpToDate => Ok(ExitCode::SUCCESS),
+            migrate::Verdict::Pending => Ok(ExitCode::from(EXIT_MIGRATIONS_PENDING)),
+            migrate::Verdict::Diverged => anyhow::bail!("{}", status.problems().join("; ")),
+        };
+    }
+    if args.dry_run {
+        print!("{}", migrate::dry_run(&mut client).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = migrate::run(&mut client, &settings.passwords).await?;
     tracing::info!(applied = ?report.applied, version = report.version, "database is migrated");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

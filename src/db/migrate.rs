@@ -10,13 +10,21 @@
 //!    `schema_migrations` row, so a crash leaves either all of a migration or
 //!    none of it, and the next run resumes where this one stopped;
 //! 5. re-applies `sql/grants.sql`, the single statement of privileges.
+//!
+//! [`dry_run`] takes the same lock and the same steps 2 to 5, all inside one
+//! transaction that it always rolls back. [`status`] only reads
+//! `schema_migrations` and creates nothing.
 
-use std::time::Instant;
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient, Transaction, error::ErrorPosition};
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +32,13 @@ pub struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
+}
+
+impl Migration {
+    /// `V{version}__{name}`, as the file is called.
+    pub fn label(&self) -> String {
+        format!("V{}__{}", self.version, self.name)
+    }
 }
 
 /// Every migration, in order. A test checks this list against `sql/migrations/`.
@@ -86,21 +101,110 @@ pub fn latest_version() -> i32 {
 /// Applies pending migrations as the connected (owner) role, then gives LOGIN
 /// and a password to each login role that has one in `passwords`.
 pub async fn run(client: &mut Client, passwords: &RolePasswords) -> anyhow::Result<Report> {
+    locked(client, async |client| run_locked(client, passwords).await).await
+}
+
+/// Rehearses [`run`]: takes the migration lock, then ensures the roles, applies
+/// every pending migration and the grants in one transaction, times each
+/// migration, and rolls the transaction back, whatever happened. The database
+/// is left as it was; login passwords are not touched.
+///
+/// The rehearsal takes the same locks as the real run, and holds them until
+/// the end of the whole rehearsal.
+pub async fn dry_run(client: &mut Client) -> anyhow::Result<DryRun> {
+    let outcome = locked(client, async |client| {
+        let transaction = client.transaction().await?;
+        let outcome = rehearse(&transaction).await;
+        transaction
+            .rollback()
+            .await
+            .context("could not roll back the dry run")?;
+        outcome
+    })
+    .await;
+    outcome.context("dry run failed; it was rolled back and changed nothing")
+}
+
+/// Runs `f` while holding the migration lock, and releases it afterwards.
+async fn locked<T>(
+    client: &mut Client,
+    f: impl AsyncFnOnce(&mut Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     client
         .execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("could not take the migration lock")?;
-    let outcome = run_locked(client, passwords).await;
+    let outcome = f(client).await;
     // Closing the connection would release it too; unlock for callers that keep it.
     let unlocked = client
         .execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;
-    let report = outcome?;
+    let value = outcome?;
     unlocked.context("could not release the migration lock")?;
-    Ok(report)
+    Ok(value)
 }
 
 async fn run_locked(client: &mut Client, passwords: &RolePasswords) -> anyhow::Result<Report> {
+    let current = prepare(client).await?;
+    let mut report = Report {
+        applied: Vec::new(),
+        version: current,
+    };
+    for migration in pending_after(current) {
+        let transaction = client.transaction().await?;
+        apply(&transaction, migration).await.with_context(|| {
+            format!(
+                "{} was rolled back; the migrations before it stay applied",
+                migration.label()
+            )
+        })?;
+        transaction
+            .commit()
+            .await
+            .with_context(|| format!("could not commit migration {}", migration.label()))?;
+        report.applied.push(migration.version);
+        report.version = migration.version;
+    }
+    let transaction = client.transaction().await?;
+    apply_grants(&transaction).await?;
+    transaction.commit().await?;
+    for (role, password) in [
+        ("tenantry_app", &passwords.runtime),
+        ("tenantry_admin", &passwords.admin),
+        ("tenantry_analytics", &passwords.analytics),
+    ] {
+        if let Some(password) = password {
+            set_login_password(client, role, password).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// The steps of [`run_locked`], all inside `transaction`.
+async fn rehearse(transaction: &Transaction<'_>) -> anyhow::Result<DryRun> {
+    let current = prepare(transaction).await?;
+    let mut migrations = Vec::new();
+    for migration in pending_after(current) {
+        let duration = apply(transaction, migration).await?;
+        migrations.push(Rehearsed {
+            version: migration.version,
+            name: migration.name,
+            duration,
+        });
+    }
+    let started = Instant::now();
+    apply_grants(transaction).await?;
+    Ok(DryRun {
+        from_version: current,
+        to_version: migrations.last().map_or(current, |m| m.version),
+        migrations,
+        grants: started.elapsed(),
+    })
+}
+
+/// Ensures the roles and the `schema_migrations` table, refuses a history
+/// that differs from the embedded migrations, and returns the schema version.
+async fn prepare(client: &impl GenericClient) -> anyhow::Result<i32> {
     client
         .batch_execute(ROLES_SQL)
         .await
@@ -117,93 +221,45 @@ async fn run_locked(client: &mut Client, passwords: &RolePasswords) -> anyhow::R
         )
         .await
         .context("could not create schema_migrations")?;
-    let applied = applied_versions(client).await?;
-    verify_applied(&applied)?;
-    let current = applied.last().map_or(0, |(version, _)| *version);
-    let mut report = Report {
-        applied: Vec::new(),
-        version: current,
-    };
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-        apply(client, migration).await?;
-        report.applied.push(migration.version);
-        report.version = migration.version;
+    let status = Status::from_recorded(recorded(client).await?);
+    if let Some(problem) = status.problems().into_iter().next() {
+        bail!(problem);
     }
-    apply_grants(client).await?;
-    for (role, password) in [
-        ("tenantry_app", &passwords.runtime),
-        ("tenantry_admin", &passwords.admin),
-        ("tenantry_analytics", &passwords.analytics),
-    ] {
-        if let Some(password) = password {
-            set_login_password(client, role, password).await?;
-        }
-    }
-    Ok(report)
+    Ok(status.current_version)
 }
 
-async fn applied_versions(client: &Client) -> anyhow::Result<Vec<(i32, String)>> {
-    let rows = client
-        .query(
-            "select version, checksum from schema_migrations order by version",
-            &[],
-        )
-        .await
-        .context("could not read schema_migrations")?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+/// The embedded migrations newer than `version`, in order.
+fn pending_after(version: i32) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS.iter().filter(move |m| m.version > version)
 }
 
-/// Refuses databases whose history differs from the embedded migrations.
-fn verify_applied(applied: &[(i32, String)]) -> anyhow::Result<()> {
-    for (version, checksum) in applied {
-        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == *version) else {
-            bail!(
-                "the database has migration V{version}, which this binary does not know: \
-                 it was migrated by a newer release; deploy that release instead"
-            );
-        };
-        if checksum_of(migration.sql) != *checksum {
-            bail!(
-                "migration V{version}__{} was edited after it was applied; \
-                 restore the original file and add a new migration instead",
-                migration.name
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn apply(client: &mut Client, migration: &Migration) -> anyhow::Result<()> {
-    let label = format!("V{}__{}", migration.version, migration.name);
-    tracing::info!(migration = %label, "applying migration");
+/// Runs `migration` and records it in `schema_migrations`, inside
+/// `transaction`: the caller commits it ([`run`]) or rolls it back ([`dry_run`]).
+/// Returns how long the migration's SQL took.
+async fn apply(transaction: &Transaction<'_>, migration: &Migration) -> anyhow::Result<Duration> {
+    tracing::info!(migration = %migration.label(), "applying migration");
     let started = Instant::now();
-    let transaction = client.transaction().await?;
     transaction
         .batch_execute(migration.sql)
         .await
-        .with_context(|| format!("migration {label} failed; nothing of it was applied"))?;
-    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        .map_err(|error| MigrationFailed::new(migration, &error))?;
+    let duration = started.elapsed();
+    let duration_ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
     transaction
         .execute(
             "insert into schema_migrations (version, name, checksum, duration_ms) values ($1, $2, $3, $4)",
             &[&migration.version, &migration.name, &checksum_of(migration.sql), &duration_ms],
         )
-        .await?;
-    transaction
-        .commit()
         .await
-        .with_context(|| format!("could not commit migration {label}"))?;
-    Ok(())
+        .with_context(|| format!("could not record migration {}", migration.label()))?;
+    Ok(duration)
 }
 
-async fn apply_grants(client: &mut Client) -> anyhow::Result<()> {
-    let transaction = client.transaction().await?;
+async fn apply_grants(transaction: &Transaction<'_>) -> anyhow::Result<()> {
     transaction
         .batch_execute(GRANTS_SQL)
         .await
-        .context("could not apply sql/grants.sql")?;
-    transaction.commit().await?;
-    Ok(())
+        .context("could not apply sql/grants.sql")
 }
 
 /// Gives `role` LOGIN and a password. The password is turned into a SCRAM
@@ -235,6 +291,383 @@ fn checksum_of(sql: &str) -> String {
         .collect()
 }
 
+/// A migration PostgreSQL refused: which one, and PostgreSQL's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct MigrationFailed {
+    pub version: i32,
+    pub name: &'static str,
+    /// The SQLSTATE, when the server reported the error (e.g. `42P07`).
+    pub code: Option<String>,
+    /// The server's message (with its detail and hint), or the client error.
+    pub message: String,
+    /// The line in the migration file, when the server reported a position.
+    pub line: Option<usize>,
+}
+
+impl MigrationFailed {
+    fn new(migration: &Migration, error: &tokio_postgres::Error) -> Self {
+        let Some(db) = error.as_db_error() else {
+            return Self {
+                version: migration.version,
+                name: migration.name,
+                code: None,
+                message: error.to_string(),
+                line: None,
+            };
+        };
+        let mut message = db.message().to_owned();
+        for (label, extra) in [("detail", db.detail()), ("hint", db.hint())] {
+            if let Some(extra) = extra {
+                message.push_str(&format!("; {label}: {extra}"));
+            }
+        }
+        let line = match db.position() {
+            Some(ErrorPosition::Original(position)) => Some(line_of(migration.sql, *position)),
+            _ => None,
+        };
+        Self {
+            version: migration.version,
+            name: migration.name,
+            code: Some(db.code().code().to_owned()),
+            message,
+            line,
+        }
+    }
+}
+
+impl fmt::Display for MigrationFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "migration V{}__{} failed", self.version, self.name)?;
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of `position`, PostgreSQL's 1-based character offset.
+fn line_of(sql: &str, position: u32) -> usize {
+    let before = usize::try_from(position.saturating_sub(1)).unwrap_or(usize::MAX);
+    1 + sql.chars().take(before).filter(|c| *c == '\n').count()
+}
+
+/// What [`dry_run`] rehearsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// The schema version before (and, since it was rolled back, after) the rehearsal.
+    pub from_version: i32,
+    /// The schema version a real run would reach.
+    pub to_version: i32,
+    /// The migrations a real run would apply, in order, with their timings.
+    pub migrations: Vec<Rehearsed>,
+    /// How long re-applying `sql/grants.sql` took.
+    pub grants: Duration,
+}
+
+impl DryRun {
+    /// The versions a real run would apply, in order.
+    pub fn versions(&self) -> Vec<i32> {
+        self.migrations.iter().map(|m| m.version).collect()
+    }
+}
+
+/// One migration applied (then rolled back) by [`dry_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rehearsed {
+    pub version: i32,
+    pub name: &'static str,
+    /// How long its SQL took in the rehearsal.
+    pub duration: Duration,
+}
+
+/// Reads where the database stands against the embedded migrations. Read-only:
+/// a database that was never migrated (no `schema_migrations`) has everything
+/// pending, and is left as it is.
+pub async fn status(client: &Client) -> anyhow::Result<Status> {
+    Ok(Status::from_recorded(recorded(client).await?))
+}
+
+/// One row of `schema_migrations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub version: i32,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+    pub duration_ms: i32,
+}
+
+/// Every row of `schema_migrations` by version; none if the table does not exist.
+async fn recorded(client: &impl GenericClient) -> anyhow::Result<Vec<Recorded>> {
+    let exists: bool = client
+        .query_one("select to_regclass('schema_migrations') is not null", &[])
+        .await
+        .context("could not look for schema_migrations")?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "select version, name, checksum, applied_at, duration_ms from schema_migrations order by version",
+            &[],
+        )
+        .await
+        .context("could not read schema_migrations")?;
+    Ok(rows
+        .iter()
+        .map(|row| Recorded {
+            version: row.get(0),
+            name: row.get(1),
+            checksum: row.get(2),
+            applied_at: row.get(3),
+            duration_ms: row.get(4),
+        })
+        .collect())
+}
+
+/// Where a database stands against the migrations embedded in this binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Every embedded migration, in order.
+    pub migrations: Vec<MigrationStatus>,
+    /// Recorded versions this binary does not embed: a newer release migrated
+    /// the database ("ahead").
+    pub ahead: Vec<Recorded>,
+    /// The highest recorded version; 0 when nothing is.
+    pub current_version: i32,
+    /// The version this binary expects ([`latest_version`]).
+    pub expected_version: i32,
+}
+
+/// One embedded migration and its state in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: i32,
+    pub name: &'static str,
+    pub state: MigrationState,
+}
+
+/// Whether an embedded migration was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationState {
+    /// Not recorded: the next `migrate` applies it.
+    Pending,
+    /// Recorded with the checksum of the embedded file.
+    Applied {
+        applied_at: DateTime<Utc>,
+        duration_ms: i32,
+    },
+    /// Recorded with another checksum: the file was edited after it was applied.
+    Edited {
+        applied_at: DateTime<Utc>,
+        duration_ms: i32,
+    },
+}
+
+/// The summary of a [`Status`], for deploy scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every embedded migration is applied and nothing else is recorded.
+    UpToDate,
+    /// Some migrations are pending, and `migrate` would apply them.
+    Pending,
+    /// The recorded history differs from this binary's: `migrate` refuses it.
+    Diverged,
+}
+
+impl Status {
+    /// Compares `recorded` (ordered by version) with the embedded migrations.
+    pub fn from_recorded(recorded: Vec<Recorded>) -> Self {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|migration| {
+                let found = recorded.iter().find(|r| r.version == migration.version);
+                let state = match found {
+                    None => MigrationState::Pending,
+                    Some(r) if r.checksum == checksum_of(migration.sql) => {
+                        MigrationState::Applied {
+                            applied_at: r.applied_at,
+                            duration_ms: r.duration_ms,
+                        }
+                    }
+                    Some(r) => MigrationState::Edited {
+                        applied_at: r.applied_at,
+                        duration_ms: r.duration_ms,
+                    },
+                };
+                MigrationStatus {
+                    version: migration.version,
+                    name: migration.name,
+                    state,
+                }
+            })
+            .collect();
+        let current_version = recorded.iter().map(|r| r.version).max().unwrap_or(0);
+        let ahead = recorded
+            .into_iter()
+            .filter(|r| !MIGRATIONS.iter().any(|m| m.version == r.version))
+            .collect();
+        Self {
+            migrations,
+            ahead,
+            current_version,
+            expected_version: latest_version(),
+        }
+    }
+
+    /// The versions `migrate` would apply, in order.
+    pub fn pending(&self) -> Vec<i32> {
+        self.migrations
+            .iter()
+            .filter(|m| m.state == MigrationState::Pending)
+            .map(|m| m.version)
+            .collect()
+    }
+
+    /// Why `migrate` would refuse this database, one sentence each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .ahead
+            .iter()
+            .map(|r| {
+                format!(
+                    "the database has migration V{}__{}, which this binary does not know: \
+                     it was migrated by a newer release; deploy that release instead",
+                    r.version, r.name
+                )
+            })
+            .collect();
+        for migration in &self.migrations {
+            let label = format!("V{}__{}", migration.version, migration.name);
+            match migration.state {
+                MigrationState::Edited { .. } => problems.push(format!(
+                    "migration {label} was edited after it was applied; \
+                     restore the original file and add a new migration instead"
+                )),
+                // `migrate` only applies versions above the current one.
+                MigrationState::Pending if migration.version < self.current_version => problems
+                    .push(format!(
+                        "migration {label} is not recorded although V{} is: \
+                         schema_migrations was changed by hand",
+                        self.current_version
+                    )),
+                _ => {}
+            }
+        }
+        problems
+    }
+
+    /// Up to date, pending, or diverged (which wins over pending).
+    pub fn verdict(&self) -> Verdict {
+        if !self.problems().is_empty() {
+            Verdict::Diverged
+        } else if self.pending().is_empty() {
+            Verdict::UpToDate
+        } else {
+            Verdict::Pending
+        }
+    }
+}
+
+/// The table `tenantry migrate --status` prints.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = |at: &DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let applied = |state: &str, at, ms| [state.to_owned(), time(at), format!("{ms} ms")];
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for m in &self.migrations {
+            let [state, at, took] = match &m.state {
+                MigrationState::Pending => ["pending".to_owned(), String::new(), String::new()],
+                MigrationState::Applied {
+                    applied_at,
+                    duration_ms,
+                } => applied("applied", applied_at, *duration_ms),
+                MigrationState::Edited {
+                    applied_at,
+                    duration_ms,
+                } => applied("EDITED", applied_at, *duration_ms),
+            };
+            rows.push([
+                format!("V{}", m.version),
+                m.name.to_owned(),
+                state,
+                at,
+                took,
+            ]);
+        }
+        for r in &self.ahead {
+            let [state, at, took] = applied("AHEAD", &r.applied_at, r.duration_ms);
+            rows.push([format!("V{}", r.version), r.name.clone(), state, at, took]);
+        }
+        write_table(f, ["version", "name", "state", "applied at", "took"], &rows)?;
+        let verdict = match self.verdict() {
+            Verdict::UpToDate => "up to date".to_owned(),
+            Verdict::Pending => format!(
+                "{} pending, `tenantry migrate` applies them",
+                self.pending().len()
+            ),
+            Verdict::Diverged => {
+                "the history differs from this binary's; `tenantry migrate` refuses it".to_owned()
+            }
+        };
+        writeln!(
+            f,
+            "schema version {}, this binary expects {}: {verdict}",
+            self.current_version, self.expected_version
+        )
+    }
+}
+
+/// The table `tenantry migrate --dry-run` prints.
+impl fmt::Display for DryRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |duration: Duration| format!("{:.1} ms", duration.as_secs_f64() * 1000.0);
+        let mut rows: Vec<[String; 3]> = self
+            .migrations
+            .iter()
+            .map(|m| [format!("V{}", m.version), m.name.to_owned(), ms(m.duration)])
+            .collect();
+        rows.push([String::new(), "sql/grants.sql".to_owned(), ms(self.grants)]);
+        write_table(f, ["version", "name", "took"], &rows)?;
+        writeln!(
+            f,
+            "dry run: schema version {} -> {}, {} migration(s) would be applied; rolled back, nothing changed",
+            self.from_version,
+            self.to_version,
+            self.migrations.len()
+        )
+    }
+}
+
+/// Writes `rows` under `header` in left-aligned columns.
+fn write_table<const N: usize>(
+    f: &mut fmt::Formatter<'_>,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> fmt::Result {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = header.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let padded: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(f, "{}", padded.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +693,7 @@ mod tests {
         });
         let embedded: Vec<String> = MIGRATIONS
             .iter()
-            .map(|m| format!("V{}__{}.sql", m.version, m.name))
+            .map(|m| format!("{}.sql", m.label()))
             .collect();
         assert_eq!(files, embedded);
         for (index, migration) in MIGRATIONS.iter().enumerate() {
@@ -269,7 +702,7 @@ mod tests {
                 i32::try_from(index + 1).expect("small"),
                 "versions are 1, 2, 3, ..."
             );
-            let path = format!("{dir}/V{}__{}.sql", migration.version, migration.name);
+            let path = format!("{dir}/{}.sql", migration.label());
             assert_eq!(
                 std::fs::read_to_string(path).expect("readable"),
                 migration.sql
@@ -277,22 +710,130 @@ mod tests {
         }
     }
 
+    fn recorded(version: i32, checksum: &str) -> Recorded {
+        Recorded {
+            version,
+            name: "x".to_owned(),
+            checksum: checksum.to_owned(),
+            applied_at: DateTime::UNIX_EPOCH,
+            duration_ms: 7,
+        }
+    }
+
+    fn all_recorded() -> Vec<Recorded> {
+        MIGRATIONS
+            .iter()
+            .map(|m| recorded(m.version, &checksum_of(m.sql)))
+            .collect()
+    }
+
+    #[test]
+    fn a_fully_recorded_history_is_up_to_date() {
+        let status = Status::from_recorded(all_recorded());
+        assert_eq!(status.verdict(), Verdict::UpToDate);
+        assert_eq!(status.current_version, latest_version());
+        assert!(status.pending().is_empty());
+    }
+
     #[test]
     fn an_edited_migration_is_refused() {
-        let tampered = [(1, checksum_of("select 1"))];
-        let error = verify_applied(&tampered).expect_err("checksum differs");
+        let mut history = all_recorded();
+        history[0].checksum = checksum_of("select 1");
+        let status = Status::from_recorded(history);
+        assert_eq!(status.verdict(), Verdict::Diverged);
+        assert_eq!(
+            status.migrations[0].state,
+            MigrationState::Edited {
+                applied_at: DateTime::UNIX_EPOCH,
+                duration_ms: 7
+            }
+        );
+        let problems = status.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            error
-                .to_string()
-                .contains("was edited after it was applied"),
-            "{error}"
+            problems[0].contains("V1__tenancy was edited after it was applied"),
+            "{problems:?}"
         );
     }
 
     #[test]
     fn a_database_ahead_of_the_binary_is_refused() {
-        let ahead = [(latest_version() + 1, "x".to_owned())];
-        let error = verify_applied(&ahead).expect_err("unknown version");
-        assert!(error.to_string().contains("newer release"), "{error}");
+        let mut history = all_recorded();
+        history.push(recorded(latest_version() + 1, "x"));
+        let status = Status::from_recorded(history);
+        assert_eq!(status.verdict(), Verdict::Diverged);
+        assert_eq!(status.current_version, latest_version() + 1);
+        assert_eq!(status.ahead.len(), 1);
+        assert!(status.problems()[0].contains("newer release"));
+    }
+
+    #[test]
+    fn a_hole_in_the_history_is_refused_rather_than_skipped() {
+        let mut history = all_recorded();
+        history.remove(0);
+        let status = Status::from_recorded(history);
+        assert_eq!(status.pending(), [1]);
+        assert_eq!(status.verdict(), Verdict::Diverged);
+        assert!(
+            status.problems()[0].contains("V1__tenancy is not recorded although V2 is"),
+            "{:?}",
+            status.problems()
+        );
+    }
+
+    #[test]
+    fn an_empty_history_has_everything_pending() {
+        let status = Status::from_recorded(Vec::new());
+        assert_eq!(status.verdict(), Verdict::Pending);
+        assert_eq!(status.current_version, 0);
+        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(status.pending(), all);
+    }
+
+    #[test]
+    fn a_failure_position_is_turned_into_a_line_of_the_file() {
+        let sql = "create table a (x int);\ncreate table b (\n  y nope\n);";
+        let position = sql.find("nope").expect("present") + 1;
+        assert_eq!(line_of(sql, u32::try_from(position).expect("small")), 3);
+        assert_eq!(line_of(sql, 1), 1);
+        assert_eq!(line_of("é\nx", 3), 2, "positions count characters");
+    }
+
+    #[test]
+    fn the_status_table_lines_up_and_names_every_state() {
+        let at = DateTime::UNIX_EPOCH;
+        let status = Status {
+            migrations: vec![
+                MigrationStatus {
+                    version: 1,
+                    name: "tenancy",
+                    state: MigrationState::Edited {
+                        applied_at: at,
+                        duration_ms: 7,
+                    },
+                },
+                MigrationStatus {
+                    version: 2,
+                    name: "lifecycle",
+                    state: MigrationState::Pending,
+                },
+            ],
+            ahead: vec![recorded(3, "x")],
+            current_version: 3,
+            expected_version: 2,
+        };
+        let table = status.to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "version  name       state    applied at               took",
+                "V1       tenancy    EDITED   1970-01-01 00:00:00 UTC  7 ms",
+                "V2       lifecycle  pending",
+                "V3       x          AHEAD    1970-01-01 00:00:00 UTC  7 ms",
+                "schema version 3, this binary expects 2: \
+                 the history differs from this binary's; `tenantry migrate` refuses it",
+            ]
+        );
     }
 }
