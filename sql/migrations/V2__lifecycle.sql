@@ -12,10 +12,15 @@ alter table tenants
 
 -- A custom domain is pending until a DNS TXT record proves the tenant controls
 -- it. Rows added before this migration were added by operators: verified.
+-- The backfill spans tenants, and FORCE makes RLS apply to the owner running
+-- this migration too (an unbound UPDATE would touch no row), so FORCE is
+-- lifted for the backfill alone, inside this migration's transaction.
 alter table tenant_domains
     add column verification_token text,
     add column verified_at timestamptz;
+alter table tenant_domains no force row level security;
 update tenant_domains set verification_token = replace(gen_random_uuid()::text, '-', ''), verified_at = created_at;
+alter table tenant_domains force row level security;
 alter table tenant_domains alter column verification_token set not null;
 
 -- Only verified domains route.

@@ -518,3 +518,56 @@ async fn the_status_command_exits_3_while_migrations_are_pending_and_0_once_appl
     assert_eq!(code, Some(2), "clap refuses both flags: {stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+#[tokio::test]
+async fn upgrading_a_database_with_tenants_keeps_their_domains_routing() {
+    let cluster = cluster().await;
+    let dbname = cluster.empty_database().await;
+    let mut owner = owner_on(cluster, &dbname).await;
+    migrate::run_up_to(&mut owner, &migrate::RolePasswords::default(), 1)
+        .await
+        .unwrap();
+    // A V1 database in use: a tenant with a custom domain (V1 had no
+    // verification; its domains were added by operators).
+    let superuser = connect(&cluster.superuser_on(&dbname)).await;
+    superuser
+        .batch_execute(
+            "insert into tenants (id, slug, name) values ('01a20000-0000-7000-8000-000000000001', 'acme', 'Acme');
+             insert into tenant_domains (domain, tenant_id) values ('notes.acme.io', '01a20000-0000-7000-8000-000000000001');",
+        )
+        .await
+        .unwrap();
+
+    let report = migrate::run(&mut owner, &migrate::RolePasswords::default())
+        .await
+        .expect("the upgrade applies over existing rows");
+    assert_eq!(report.version, migrate::latest_version());
+    let row = superuser
+        .query_one(
+            "select verification_token, verified_at = created_at from tenant_domains where domain = 'notes.acme.io'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let token: String = row.get(0);
+    assert_eq!(token.len(), 32);
+    assert!(row.get::<_, bool>(1), "an operator's domain stays verified");
+    let forced: bool = superuser
+        .query_one(
+            "select relforcerowsecurity from pg_class where relname = 'tenant_domains'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(forced, "FORCE is back after the backfill");
+    let routed: i64 = superuser
+        .query_one(
+            "select count(*) from tenant_by_domain('notes.acme.io')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(routed, 1);
+}
