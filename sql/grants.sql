@@ -39,8 +39,10 @@ grant select on schema_migrations to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
 grant execute on function tenant_state(uuid) to tenantry_admin;
 
--- Analytics role: one function, which returns counts and records the call.
+-- Analytics role: one function, which returns counts and records the call,
+-- and the schema version its start-up audit checks.
 grant execute on function tenant_usage(text, text) to tenantry_analytics;
+grant select on schema_migrations to tenantry_analytics;
 
 -- Usage role: what tenant_usage() reads (under RLS) and the record it writes.
 grant select on tenants, users, notes, audit_events to tenantry_usage;

@@ -173,20 +173,14 @@ async fn audit_database(db: &Db) -> anyhow::Result<()> {
     audit::check(&client).await
 }
 
-/// Builds the `/admin` API's pools (when enabled) and audits the admin role
-/// like the runtime role: it too must be subject to RLS.
+/// Builds the `/admin` API's pools (when enabled) and audits the admin and
+/// analytics roles like the runtime role: they too must be subject to RLS.
 async fn admin_api(settings: &Settings) -> anyhow::Result<Option<Arc<AdminApi>>> {
     let Some(api) = &settings.admin_api else {
         return Ok(None);
     };
     let ops = Admin::connect(&api.ops, settings.base_domain.clone())?;
-    let client = ops
-        .db
-        .pool()
-        .get()
-        .await
-        .context("could not connect to the database as the admin role (ADMIN_DATABASE_URL)")?;
-    audit::check(&client).await?;
+    ops.audit_roles().await?;
     Ok(Some(Arc::new(AdminApi {
         token: api.token.clone(),
         ops,

@@ -138,7 +138,7 @@ pub enum DomainsCommand {
 /// Runs `tenantry tenants ...`.
 pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
     let settings = CliOpsSettings::from_env()?;
-    let admin = Admin::connect(&settings.ops, settings.base_domain.clone())?;
+    let admin = connect(&settings).await?;
     match command {
         TenantsCommand::List => print(&list_all(&admin).await?),
         TenantsCommand::Show { slug } => print(&admin.show_tenant(&slug).await.map_err(explain)?),
@@ -216,7 +216,7 @@ pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
 /// Runs `tenantry domains ...`.
 pub async fn domains(command: DomainsCommand) -> anyhow::Result<()> {
     let settings = CliOpsSettings::from_env()?;
-    let admin = Admin::connect(&settings.ops, settings.base_domain)?;
+    let admin = connect(&settings).await?;
     match command {
         DomainsCommand::Add { slug, domain } => print(
             &admin
@@ -245,8 +245,15 @@ pub async fn domains(command: DomainsCommand) -> anyhow::Result<()> {
 /// Runs `tenantry stats`.
 pub async fn stats() -> anyhow::Result<()> {
     let settings = CliOpsSettings::from_env()?;
-    let admin = Admin::connect(&settings.ops, settings.base_domain)?;
+    let admin = connect(&settings).await?;
     print(&admin.usage(ACTOR, None).await.map_err(explain)?)
+}
+
+/// The operations, once the roles they connect as pass the isolation audit.
+async fn connect(settings: &CliOpsSettings) -> anyhow::Result<Admin> {
+    let admin = Admin::connect(&settings.ops, settings.base_domain.clone())?;
+    admin.audit_roles().await?;
+    Ok(admin)
 }
 
 /// Every tenant, page by page.

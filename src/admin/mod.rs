@@ -21,6 +21,7 @@ pub mod purge;
 pub mod tenants;
 pub mod transfer;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -93,6 +94,28 @@ impl Admin {
             base_domain,
             dns: DnsVerifier::new(ops.dns_resolver)?,
         })
+    }
+
+    /// Runs the isolation audit as the admin role and, if configured, the
+    /// analytics role: like the runtime role, neither may get around RLS.
+    /// Operators' tools refuse to run otherwise, as the service does.
+    pub async fn audit_roles(&self) -> anyhow::Result<()> {
+        let admin = self
+            .db
+            .pool()
+            .get()
+            .await
+            .context("could not connect as the admin role (ADMIN_DATABASE_URL)")?;
+        crate::db::audit::check(&admin).await?;
+        if let Some(analytics) = &self.analytics {
+            let client = analytics
+                .pool()
+                .get()
+                .await
+                .context("could not connect as the analytics role (ANALYTICS_DATABASE_URL)")?;
+            crate::db::audit::check(&client).await?;
+        }
+        Ok(())
     }
 
     /// Every tenant's usage, through the analytics role; recorded in the

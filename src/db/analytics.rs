@@ -56,6 +56,11 @@ impl AnalyticsDb {
         })
     }
 
+    /// The underlying pool (for the boot audit).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Every tenant's usage; `actor` and `request_id` go into the audit record.
     pub async fn usage(&self, actor: &str, request_id: Option<&str>) -> Result<UsageReport> {
         let client = self.pool.get().await?;

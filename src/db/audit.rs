@@ -65,8 +65,8 @@ pub async fn check(client: &Client) -> anyhow::Result<()> {
     }
     bail!(
         "refusing to start: the database role fails the isolation audit:\n  - {}\n\
-         The service must connect as the runtime role (tenantry_app), and /admin as the admin role \
-         (tenantry_admin), never as the owner or a superuser; see README, \"Isolation guarantees\".",
+         The service must connect as the runtime role (tenantry_app), the operator tools as the admin \
+         and analytics roles (tenantry_admin, tenantry_analytics), never as the owner or a superuser; see README, \"Isolation guarantees\".",
         problems.join("\n  - ")
     )
 }

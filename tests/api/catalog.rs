@@ -386,3 +386,59 @@ async fn no_tenant_table_draws_ids_from_a_shared_sequence() {
     ];
     holds_and_catches(cluster().await, &sequences_check(), None, &plants).await;
 }
+
+/// Offboarding and backups cover every tenant table: each is purged (children
+/// before parents) and exported (parents before children), and every uuid
+/// column but `tenant_id` is remapped when importing as a new tenant.
+fn lifecycle_check() -> String {
+    use tenantry::admin::{purge::PURGE_ORDER, transfer};
+    let array = |names: &[&str]| format!("array['{}']::text[]", names.join("','"));
+    let (purged, exported, remapped) = (
+        array(PURGE_ORDER),
+        array(transfer::EXPORT_ORDER),
+        array(transfer::REMAPPED_COLUMNS),
+    );
+    format!(
+        "select c.relname || ' is not purged' from pg_class c where {TENANT_TABLE} and c.relname <> all({purged})
+         union all
+         select c.relname || ' is not exported' from pg_class c where {TENANT_TABLE} and c.relname <> all({exported})
+         union all
+         select c.relname || '.' || a.attname || ' is a uuid that an import as a new tenant does not remap'
+         from pg_class c join pg_attribute a on a.attrelid = c.oid
+         where {TENANT_TABLE} and a.attnum > 0 and not a.attisdropped
+           and a.atttypid = 'uuid'::regtype and a.attname <> 'tenant_id' and a.attname <> all({remapped})
+         union all
+         select k.conrelid::regclass::text || ' is purged after ' || k.confrelid::regclass::text || ', which it references'
+         from pg_constraint k
+         where k.contype = 'f'
+           and array_position({purged}, k.conrelid::regclass::text) > array_position({purged}, k.confrelid::regclass::text)
+         union all
+         select k.conrelid::regclass::text || ' is exported before ' || k.confrelid::regclass::text || ', which it references'
+         from pg_constraint k
+         where k.contype = 'f'
+           and array_position({exported}, k.conrelid::regclass::text) < array_position({exported}, k.confrelid::regclass::text)"
+    )
+}
+
+#[tokio::test]
+async fn every_tenant_table_is_purged_exported_and_remapped() {
+    let plants = [
+        (
+            "create table widgets (tenant_id uuid not null, id uuid not null)",
+            "widgets is not purged",
+        ),
+        (
+            "create table gadgets (tenant_id uuid not null, id uuid not null)",
+            "gadgets is not exported",
+        ),
+        (
+            "alter table notes add column parent_id uuid",
+            "notes.parent_id is a uuid that an import as a new tenant does not remap",
+        ),
+        (
+            "alter table users add constraint users_last_note_fkey foreign key (tenant_id, id) references notes (tenant_id, id)",
+            "users is purged after notes",
+        ),
+    ];
+    holds_and_catches(cluster().await, &lifecycle_check(), None, &plants).await;
+}

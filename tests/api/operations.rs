@@ -400,6 +400,23 @@ async fn operator_commands_fail_clearly() {
             outcome.stdout
         );
     }
+    // As the owner role (which owns every table), the tools refuse to run.
+    let owner = Command::new(BINARY)
+        .args(["tenants", "list"])
+        .env_clear()
+        .env(
+            "ADMIN_DATABASE_URL",
+            app.cluster.url_for("tenantry_owner", &app.dbname),
+        )
+        .output()
+        .unwrap();
+    assert!(!owner.status.success());
+    let stderr = String::from_utf8_lossy(&owner.stderr);
+    assert!(
+        stderr.contains("fails the isolation audit") && stderr.contains("owns"),
+        "{stderr}"
+    );
+    assert!(owner.stdout.is_empty());
     let unconfigured = Command::new(BINARY)
         .args(["tenants", "list"])
         .env_clear()
