@@ -45,8 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: DomainsCommand,
     },
-    /// Per-tenant usage through the audited analytics role
-    /// (ANALYTICS_DATABASE_URL).
+    /// Per-tenant usage through the audited analytics role; needs only
+    /// ANALYTICS_DATABASE_URL.
     Stats,
 }
 

@@ -279,6 +279,26 @@ impl OpsSettings {
     }
 }
 
+/// What `tenantry stats` needs: the analytics role's connection only.
+pub fn analytics_from_env() -> anyhow::Result<DatabaseSettings> {
+    analytics_from_source(&ProcessEnv)
+}
+
+/// [`analytics_from_env`] from `env`.
+pub fn analytics_from_source(env: &impl Source) -> anyhow::Result<DatabaseSettings> {
+    let url = required_secret(
+        env,
+        "ANALYTICS_DATABASE_URL",
+        "the analytics role's (tenantry_analytics) connection string",
+    )?;
+    let statement_timeout = millis_or(env, "ADMIN_STATEMENT_TIMEOUT_MS", 600_000)?;
+    ensure!(
+        !statement_timeout.is_zero(),
+        "ADMIN_STATEMENT_TIMEOUT_MS must be positive (0 would disable the timeout)"
+    );
+    DatabaseSettings::operator(env, url, statement_timeout)
+}
+
 impl CliOpsSettings {
     /// Reads the operator commands' settings from the process environment.
     pub fn from_env() -> anyhow::Result<Self> {

@@ -156,6 +156,10 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainName(String);
 
+/// The longest custom domain: DNS names are at most 253 characters, and the
+/// verification record's name adds `_tenantry-challenge.` (20).
+pub const MAX_CUSTOM_DOMAIN_LEN: usize = 253 - 20;
+
 /// Why a custom domain was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainRejection {
@@ -182,6 +186,11 @@ impl DomainName {
             .is_some_and(|label| label.starts_with(|c: char| c.is_ascii_alphabetic()));
         if !name.contains('.') || !top_label_is_a_name {
             return Err(RULE);
+        }
+        if name.len() > MAX_CUSTOM_DOMAIN_LEN {
+            return Err(DomainRejection::Malformed(
+                "domain must be at most 233 characters, so that its verification record (_tenantry-challenge.<domain>) fits in DNS",
+            ));
         }
         match base.classify(&host) {
             HostTarget::CustomDomain(_) => Ok(Self(name.to_owned())),
@@ -442,6 +451,14 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+        let label = "a".repeat(63);
+        let longest = format!("{label}.{label}.{label}.{}.io", "b".repeat(38));
+        assert_eq!(longest.len(), MAX_CUSTOM_DOMAIN_LEN);
+        assert!(DomainName::parse(&longest, &base).is_ok());
+        assert!(
+            DomainName::parse(&format!("a{longest}"), &base).is_err(),
+            "one character too long for its verification record"
+        );
         for ours in ["example.com", "acme.example.com", "Example.COM."] {
             assert_eq!(
                 DomainName::parse(ours, &base),

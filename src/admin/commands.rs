@@ -4,8 +4,9 @@
 //! and scripts), and progress and errors on stderr.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -28,6 +29,7 @@ use crate::{
     },
     auth::password::PasswordHasher,
     config::CliOpsSettings,
+    db::analytics::AnalyticsDb,
     domain::{Plan, Slug},
     error::ApiError,
     tenant::TenantStatus,
@@ -170,6 +172,9 @@ pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             yes,
         } => {
             confirm(yes, &slug)?;
+            if export.as_deref() == Some(Path::new("-")) {
+                bail!("--export needs a file: stdout carries the command's result");
+            }
             set_status(&admin, &slug, TenantStatus::Suspended).await?;
             if let Some(path) = export {
                 export_to(&admin, &slug, Some(&path), false).await?;
@@ -242,11 +247,11 @@ pub async fn domains(command: DomainsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `tenantry stats`.
+/// Runs `tenantry stats`, with the analytics role alone.
 pub async fn stats() -> anyhow::Result<()> {
-    let settings = CliOpsSettings::from_env()?;
-    let admin = connect(&settings).await?;
-    print(&admin.usage(ACTOR, None).await.map_err(explain)?)
+    let analytics = AnalyticsDb::connect(&crate::config::analytics_from_env()?)?;
+    analytics.audit().await?;
+    print(&analytics.usage(ACTOR, None).await.map_err(explain)?)
 }
 
 /// The operations, once the roles they connect as pass the isolation audit.
@@ -399,8 +404,19 @@ async fn export_to(
             .map(|name| name.to_string_lossy())
             .unwrap_or_default()
     ));
-    let file = File::create(&partial)
-        .with_context(|| format!("could not create {}", partial.display()))?;
+    // Owner-only (it holds password hashes), and never through a link
+    // someone planted under the temporary name.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| {
+            format!(
+                "could not create {} (left by an interrupted export? remove it)",
+                partial.display()
+            )
+        })?;
     let mut out = Sink::new(Box::new(BufWriter::new(file.try_clone()?)), gzip);
     let outcome = admin
         .export_tenant(slug, &mut out, &progress, None)
@@ -420,8 +436,19 @@ async fn export_to(
             return Err(error);
         }
     };
-    std::fs::rename(&partial, path)
-        .with_context(|| format!("could not move the export to {}", path.display()))?;
+    if let Err(error) = std::fs::rename(&partial, path) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error)
+            .with_context(|| format!("could not move the export to {}", path.display()));
+    }
+    // The rename itself on disk too: a purge may follow at once.
+    let directory = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(directory)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("could not flush {}", directory.display()))?;
     progress.finish_and_clear();
     eprintln!("exported {} to {}", summary.tenant.slug, path.display());
     Ok(Some(summary))
@@ -533,7 +560,7 @@ fn explain(error: ApiError) -> anyhow::Error {
     match error {
         ApiError::Validation { field, message } => anyhow::anyhow!("{field}: {message}"),
         ApiError::Unexpected(cause) => cause,
-        ApiError::Unavailable(cause) => cause.context("the database is unavailable"),
+        ApiError::Unavailable(cause) => cause.context("temporarily unavailable; try again"),
         other => anyhow::anyhow!("{other}"),
     }
 }

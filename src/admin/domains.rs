@@ -4,7 +4,8 @@
 //! itself), and it routes only once verified: the tenant publishes
 //! `_tenantry-challenge.{domain} TXT "tenantry-verification={token}"`, and
 //! verification looks for it through the resolver in `DNS_RESOLVER` (or the
-//! system's). Nothing marks a domain verified but that lookup.
+//! system's). Only that lookup marks a domain verified, with one exception:
+//! restoring a tenant from its own export restores its domains as they were.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -184,7 +185,7 @@ impl Admin {
         if current.verified {
             return Ok(current);
         }
-        let published = self.dns.txt_records(&current.verification.name).await;
+        let published = self.dns.txt_records(&current.verification.name).await?;
         if !published.contains(&current.verification.value) {
             return Err(ApiError::Conflict(
                 "the verification TXT record was not found; publish it and try again",
@@ -298,22 +299,26 @@ impl DnsVerifier {
         })
     }
 
-    /// The TXT strings published at `name` (empty when there are none or the
-    /// lookup fails; failures are logged for operators).
-    pub async fn txt_records(&self, name: &str) -> Vec<String> {
+    /// The TXT strings published at `name`: none when the name or the record
+    /// does not exist; 503 when the lookup itself failed (timeout, SERVFAIL,
+    /// no resolver), which says nothing about the record.
+    pub async fn txt_records(&self, name: &str) -> Result<Vec<String>> {
         // A trailing dot: a fully qualified name, no search domains appended.
         match self.resolver.txt_lookup(format!("{name}.")).await {
-            Ok(lookup) => lookup
+            Ok(lookup) => Ok(lookup
                 .answers()
                 .iter()
                 .filter_map(|record| match &record.data {
                     RData::TXT(txt) => Some(txt.to_string()),
                     _ => None,
                 })
-                .collect(),
+                .collect()),
+            Err(error) if error.is_no_records_found() => Ok(Vec::new()),
             Err(error) => {
-                tracing::info!(%name, %error, "TXT lookup found nothing");
-                Vec::new()
+                tracing::warn!(%name, %error, "TXT lookup failed");
+                Err(ApiError::Unavailable(
+                    anyhow::Error::from(error).context(format!("the DNS lookup of {name} failed")),
+                ))
             }
         }
     }

@@ -108,12 +108,7 @@ impl Admin {
             .context("could not connect as the admin role (ADMIN_DATABASE_URL)")?;
         crate::db::audit::check(&admin).await?;
         if let Some(analytics) = &self.analytics {
-            let client = analytics
-                .pool()
-                .get()
-                .await
-                .context("could not connect as the analytics role (ANALYTICS_DATABASE_URL)")?;
-            crate::db::audit::check(&client).await?;
+            analytics.audit().await?;
         }
         Ok(())
     }

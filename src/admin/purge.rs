@@ -97,38 +97,61 @@ impl Admin {
                 }
             }
         }
-        let rest = self
-            .db
+        transactions += 1;
+        self.db
             .with_tenant(tenant.id, async |tx| {
                 let registry_row = lock_suspended(tx).await?;
-                let mut rest = Vec::with_capacity(PURGE_ORDER.len());
                 for table in PURGE_ORDER {
-                    rest.push(delete_all(tx, table).await?);
+                    let removed = delete_all(tx, table).await?;
+                    *deleted.entry((*table).to_owned()).or_default() += removed;
                 }
                 tx.execute(
                     "delete from tenants where id = $1",
                     &[tx.tenant_id().as_uuid()],
                 )
                 .await?;
-                Ok((registry_row, rest))
+                let report = PurgeReport {
+                    tenant: registry_row,
+                    deleted: deleted.clone(),
+                    transactions,
+                };
+                // In the same transaction: a finished purge is always on record.
+                tx.execute(
+                    "insert into platform_audit_events (actor, action, request_id, details)
+                     values ('admin', 'tenant.purged', $1, $2)",
+                    &[
+                        &request_id,
+                        &json!({"tenant_id": report.tenant.id, "slug": report.tenant.slug, "deleted": report.deleted, "transactions": transactions}),
+                    ],
+                )
+                .await?;
+                Ok(report)
             })
+            .await
+    }
+
+    /// Whether a batched purge of `tenant` started and has not finished
+    /// since (a tenant restored under its old id after a finished purge is
+    /// not one).
+    pub(super) async fn purge_unfinished(&self, tenant: &TenantSummary) -> Result<bool> {
+        let rows = self
+            .db
+            .query(
+                "select exists (
+                     select from platform_audit_events started
+                     where started.action = 'tenant.purge_started' and started.details->>'tenant_id' = $1
+                       and not exists (
+                           select from platform_audit_events finished
+                           where finished.action = 'tenant.purged' and finished.details->>'tenant_id' = $1
+                             and finished.at >= started.at))",
+                &[&tenant.id.to_string()],
+            )
             .await?;
-        transactions += 1;
-        for (table, removed) in PURGE_ORDER.iter().zip(rest.1) {
-            *deleted.entry((*table).to_owned()).or_default() += removed;
-        }
-        let report = PurgeReport {
-            tenant: rest.0,
-            deleted,
-            transactions,
-        };
-        self.record_platform_event(
-            "tenant.purged",
-            request_id,
-            json!({"tenant_id": report.tenant.id, "slug": report.tenant.slug, "deleted": report.deleted, "transactions": transactions}),
-        )
-        .await?;
-        Ok(report)
+        Ok(rows
+            .first()
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     /// Appends to the platform audit log (actions that are no one tenant's,

@@ -20,6 +20,9 @@ use crate::{
     tenant::{TenantId, TenantStatus, host::BaseDomain},
 };
 
+const SLUG_TAKEN: &str = "this slug is already taken";
+const KEY_IN_USE: &str = "this idempotency key is in use";
+
 /// A validated request to create a tenant.
 pub struct NewTenant {
     pub slug: Slug,
@@ -117,11 +120,14 @@ impl Admin {
             })
             .await;
         match (created, &new.idempotency_key) {
-            // A concurrent request with the same key won the race: answer as it did.
-            (Err(ApiError::Conflict(_)), Some(key)) => self
-                .replay(key, &new.request_sha256)
-                .await?
-                .ok_or(ApiError::Conflict("this slug is already taken")),
+            // A concurrent request with the same key may have won the race:
+            // answer as it did, or with this request's own conflict.
+            (Err(error @ ApiError::Conflict(SLUG_TAKEN | KEY_IN_USE)), Some(key)) => {
+                match self.replay(key, &new.request_sha256).await? {
+                    Some(found) => Ok(found),
+                    None => Err(error),
+                }
+            }
             (outcome, _) => outcome,
         }
     }
@@ -223,6 +229,13 @@ impl Admin {
         request_id: Option<&str>,
     ) -> Result<TenantSummary> {
         let tenant = self.tenant(slug).await?;
+        let resuming =
+            change.status == Some(TenantStatus::Active) && tenant.status == TenantStatus::Suspended;
+        if resuming && self.purge_unfinished(&tenant).await? {
+            return Err(ApiError::Conflict(
+                "a purge of this tenant started and did not finish; run the purge again to finish it",
+            ));
+        }
         self.db
             .with_tenant(tenant.id, async |tx| {
                 let mut current = tenant.clone();
@@ -294,7 +307,7 @@ pub struct NewTenantRequest {
     /// A custom domain to add, pending verification: a DNS name outside the
     /// base domain (which is the service's own: 409).
     #[schema(
-        max_length = 253,
+        max_length = 233,
         pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
         example = "notes.initech.io"
     )]
@@ -319,39 +332,44 @@ impl NewTenantRequest {
                 "an idempotency key is 1-200 printable ASCII characters",
             ));
         }
-        // The password is left out: the digest is stored, and a digest of a
-        // password is a way to guess it. A replay differing only in the
-        // password gets the tenant the first request created.
+        let slug = Slug::parse(&self.slug).map_err(|m| ApiError::invalid("slug", m))?;
+        let name = TenantName::parse(&self.name).map_err(|m| ApiError::invalid("name", m))?;
+        let plan = self
+            .plan
+            .as_deref()
+            .map(Plan::parse)
+            .transpose()
+            .map_err(|m| ApiError::invalid("plan", m))?
+            .unwrap_or_default();
+        let domain = self
+            .domain
+            .as_deref()
+            .map(|raw| super::domains::new_domain(raw, base_domain))
+            .transpose()?;
+        let owner = self.owner.validate(hasher, "owner.", Role::Owner).await?;
+        // Of the validated, canonical values, so that `"plan": "free"` and no
+        // plan are the same request. The password is left out: the digest is
+        // stored, and a digest of a password is a way to guess it; a replay
+        // differing only in the password gets the tenant the first created.
         let digest = Sha256::digest(
             json!([
-                self.slug,
-                self.name,
-                self.plan,
-                self.owner.username,
-                self.owner.email,
-                self.domain
+                slug.as_str(),
+                name.as_str(),
+                plan.as_str(),
+                owner.username.as_str(),
+                owner.email.as_str(),
+                domain.as_ref().map(DomainName::as_str)
             ])
             .to_string(),
         );
-        let request_sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         Ok(NewTenant {
-            slug: Slug::parse(&self.slug).map_err(|m| ApiError::invalid("slug", m))?,
-            name: TenantName::parse(&self.name).map_err(|m| ApiError::invalid("name", m))?,
-            plan: self
-                .plan
-                .as_deref()
-                .map(Plan::parse)
-                .transpose()
-                .map_err(|m| ApiError::invalid("plan", m))?
-                .unwrap_or_default(),
-            domain: self
-                .domain
-                .as_deref()
-                .map(|raw| super::domains::new_domain(raw, base_domain))
-                .transpose()?,
-            owner: self.owner.validate(hasher, "owner.", Role::Owner).await?,
+            slug,
+            name,
+            plan,
+            domain,
+            owner,
             idempotency_key,
-            request_sha256,
+            request_sha256: digest.iter().map(|byte| format!("{byte:02x}")).collect(),
         })
     }
 }
@@ -373,11 +391,9 @@ async fn insert_tenant(tx: &TenantTx<'_>, new: &NewTenant) -> Result<TenantSumma
             ],
         )
         .await
-        .on_constraint("tenants_slug_key", || {
-            ApiError::Conflict("this slug is already taken")
-        })
+        .on_constraint("tenants_slug_key", || ApiError::Conflict(SLUG_TAKEN))
         .on_constraint("tenants_idempotency_key_key", || {
-            ApiError::Conflict("this idempotency key is in use")
+            ApiError::Conflict(KEY_IN_USE)
         })?;
     TenantSummary::from_row(&row)
 }

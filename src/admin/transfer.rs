@@ -100,7 +100,8 @@ pub struct ImportSummary {
 impl Admin {
     /// Writes tenant `slug` to `out` in the export format, from one consistent
     /// snapshot. The export is recorded in the tenant's trail (and so is in
-    /// the file) only if the whole file was written.
+    /// the file) only if the whole file was written to `out`; what happens
+    /// to the file after that (renaming, syncing) is the caller's to report.
     pub async fn export_tenant(
         &self,
         slug: &str,
@@ -140,10 +141,9 @@ impl Admin {
                     }
                 }
                 let end = End { rows: rows.clone(), sha256: file.digest() };
-                let bytes = file.bytes;
                 file.line(&json!({ "end": end }))?;
                 file.flush()?;
-                Ok(ExportSummary { tenant: tenant.clone(), rows, bytes })
+                Ok(ExportSummary { tenant: tenant.clone(), rows, bytes: file.bytes })
             })
             .await
     }

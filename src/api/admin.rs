@@ -343,7 +343,7 @@ async fn list_domains(
 struct NewDomain {
     /// A DNS name outside the base domain (which is the service's own: 409).
     #[schema(
-        max_length = 253,
+        max_length = 233,
         pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
         example = "notes.acme.io"
     )]
@@ -358,7 +358,7 @@ struct DomainPath {
     slug: String,
     /// The custom domain.
     #[param(
-        max_length = 253,
+        max_length = 233,
         pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
     )]
     domain: String,
@@ -444,6 +444,7 @@ async fn remove_domain(
         (status = 404, description = "No such tenant, or the tenant has no such domain (`not_found`)", body = ErrorResponse),
         (status = 409, description = "The TXT record is not published (yet) (`conflict`)", body = ErrorResponse),
         (status = 422, description = "Not a valid domain (`validation_failed`)", body = ErrorResponse),
+        (status = 503, description = "The DNS lookup failed (timeout, server failure); try again (`unavailable`)", body = ErrorResponse),
     )
 )]
 async fn verify_domain(

@@ -5,6 +5,7 @@
 //! platform audit log in the same transaction. The role has no privilege on
 //! any table, so the numbers are all it can ever see.
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -56,9 +57,15 @@ impl AnalyticsDb {
         })
     }
 
-    /// The underlying pool (for the boot audit).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// Runs the isolation audit as the analytics role: it must not be able
+    /// to get around RLS either.
+    pub async fn audit(&self) -> anyhow::Result<()> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("could not connect as the analytics role (ANALYTICS_DATABASE_URL)")?;
+        super::audit::check(&client).await
     }
 
     /// Every tenant's usage; `actor` and `request_id` go into the audit record.

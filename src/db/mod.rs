@@ -37,7 +37,7 @@ const BIND_TRANSACTION_SQL: &str = "select set_config('app.tenant_id', $1, true)
 
 /// What a tenant transaction expects of its tenant's registry row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expect {
+enum Expect {
     /// The tenant exists and is active (every request).
     Active,
     /// The tenant does not exist yet: the transaction creates it (onboarding).
@@ -64,7 +64,7 @@ impl Db {
 
     /// Builds a pool for the role in `settings.url`, which is named
     /// `variable` in errors (another role's handle, e.g. the admin role's).
-    pub(crate) fn connect_as(settings: &DatabaseSettings, variable: &str) -> anyhow::Result<Self> {
+    fn connect_as(settings: &DatabaseSettings, variable: &str) -> anyhow::Result<Self> {
         Ok(Self {
             pool: build_pool(settings, variable)?,
             statement_timeout_ms: settings.statement_timeout.as_millis().to_string(),
@@ -125,7 +125,7 @@ impl Db {
 
     /// The one place a [`TenantTx`] is made: a transaction at `isolation`,
     /// bound to `tenant`, whose status is checked against `expect`.
-    pub(crate) async fn bound<T>(
+    async fn bound<T>(
         &self,
         tenant: TenantId,
         expect: Expect,

@@ -148,6 +148,10 @@ async fn a_batched_purge_that_fails_half_way_resumes_to_the_same_end() {
         .await
         .unwrap();
     let ops = app.ops();
+    let mut backup = Vec::new();
+    ops.export_tenant("acme", &mut backup, &indicatif::ProgressBar::hidden(), None)
+        .await
+        .unwrap();
 
     let failed = ops.purge_tenant("acme", 5, None).await;
     assert!(failed.is_err(), "the injected failure must surface");
@@ -175,6 +179,14 @@ async fn a_batched_purge_that_fails_half_way_resumes_to_the_same_end() {
         "a half-purged tenant stays suspended"
     );
 
+    // A half-purged tenant is not resumed: it would serve with data missing.
+    let resume = TenantChange {
+        plan: None,
+        status: Some(TenantStatus::Active),
+    };
+    let resumed = ops.update_tenant("acme", resume, None).await;
+    assert!(matches!(resumed, Err(ApiError::Conflict(_))), "{resumed:?}");
+
     app.admin
         .batch_execute("drop trigger injected on notes")
         .await
@@ -192,6 +204,20 @@ async fn a_batched_purge_that_fails_half_way_resumes_to_the_same_end() {
         2
     );
     assert_eq!(platform_events(&app, "tenant.purged", "acme").await, 1);
+
+    // Restored from the backup under its old id, it may be resumed again.
+    ops.import_tenant(
+        &mut &backup[..],
+        None,
+        &indicatif::ProgressBar::hidden(),
+        None,
+    )
+    .await
+    .expect("restore");
+    ops.update_tenant("acme", resume, None)
+        .await
+        .expect("a restored tenant resumes");
+    assert_eq!(app.count("notes", acme.id).await, 21);
 }
 
 #[tokio::test]

@@ -417,6 +417,23 @@ async fn operator_commands_fail_clearly() {
         "{stderr}"
     );
     assert!(owner.stdout.is_empty());
+    // Usage statistics need the analytics role only.
+    let stats = Command::new(BINARY)
+        .arg("stats")
+        .env_clear()
+        .env(
+            "ANALYTICS_DATABASE_URL",
+            app.cluster.url_for("tenantry_analytics", &app.dbname),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let report: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(report["tenants"][0]["slug"], "acme");
     let unconfigured = Command::new(BINARY)
         .args(["tenants", "list"])
         .env_clear()

@@ -36,14 +36,16 @@ port=$(free_port)
 pg_port=$(free_port)
 rm -rf "$work/devdb"
 admin_token="fuzz-admin-token-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-# DNS_RESOLVER: a closed loopback port, so domain verification fails fast and
-# offline instead of waiting on the system's resolver.
+# Domain verification asks a loopback DNS server that answers NXDOMAIN, fast
+# and offline.
+coproc NXDOMAIN { exec python3 "$root/tests/fuzz/nxdomain.py"; }
+read -r dns_port <&"${NXDOMAIN[0]}"
 DEV_DATA_DIR="$work/devdb" DEV_PG_PORT="$pg_port" PORT="$port" LOG_FORMAT=json RUST_LOG=warn \
-    ADMIN_TOKEN="$admin_token" DNS_RESOLVER=127.0.0.1:9 \
+    ADMIN_TOKEN="$admin_token" DNS_RESOLVER="127.0.0.1:$dns_port" \
     "$root/target/debug/tenantry" dev > "$work/server.log" 2>&1 &
 server=$!
 # SIGTERM lets `dev` stop the PostgreSQL cluster it started.
-trap 'kill -TERM "$server" 2> /dev/null; wait "$server" 2> /dev/null || true' EXIT
+trap 'kill -TERM "$server" 2> /dev/null; wait "$server" 2> /dev/null || true; kill "$NXDOMAIN_PID" 2> /dev/null || true' EXIT
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 120); do
