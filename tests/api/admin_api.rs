@@ -150,6 +150,13 @@ async fn creating_a_tenant_is_atomic_and_idempotent_with_a_key() {
         .await
         .unwrap()
         .get(0);
+    // With a key too, the answer names the domain, not the slug.
+    let response = create(&app, &clash, Some("order-2")).await;
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "this domain is already registered"
+    );
     let response = create(&app, &clash, None).await;
     assert_eq!(
         expect_error(response, StatusCode::CONFLICT).await,
