@@ -19,6 +19,9 @@ grant usage on schema public
 -- trail is append-only for it: insert and read, never update or delete.
 grant select, insert, update, delete on users, notes to tenantry_app;
 grant select, insert on audit_events to tenantry_app;
+-- Usage counters are written only by the count_tenant_rows() trigger, which
+-- runs as the role that inserted or deleted the counted rows.
+grant select, insert, update on usage_counters to tenantry_app;
 -- Lets the service check at boot that the schema is migrated far enough.
 grant select on schema_migrations to tenantry_app;
 -- The pre-tenant path (host -> tenant, tenant registration) and the tenant's
@@ -33,7 +36,7 @@ grant select on tenant_domains to tenantry_registry;
 -- Admin role: the registry, and tenant tables under RLS (a transaction bound to
 -- one tenant at a time), including deleting audit events when purging.
 grant select, insert, update, delete on tenants, tenant_domains to tenantry_admin;
-grant select, insert, update, delete on users, notes, audit_events to tenantry_admin;
+grant select, insert, update, delete on users, notes, audit_events, usage_counters to tenantry_admin;
 grant select, insert on platform_audit_events to tenantry_admin;
 grant select on schema_migrations to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).

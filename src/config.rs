@@ -42,6 +42,35 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// The `/admin` API, enabled by `ADMIN_DATABASE_URL`.
     pub admin_api: Option<AdminApiSettings>,
+    /// Rate limits and quotas (see [`crate::limits`]).
+    pub limits: LimitSettings,
+}
+
+/// Per-tenant and per-client limits.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Overrides of the plans' defaults and per-tenant limits
+    /// (`TENANT_LIMITS`, or the file named by `TENANT_LIMITS_FILE`).
+    pub document: crate::limits::LimitsDocument,
+    /// Instances the configured rates are shared among (`RATE_LIMIT_INSTANCES`):
+    /// each instance enforces rate / instances and burst / instances.
+    pub instances: u32,
+    pub client: ClientLimitSettings,
+    /// How often idle limiter state is dropped.
+    pub sweep_interval: Duration,
+}
+
+/// Limits per client address on login, register and onboarding.
+#[derive(Debug, Clone)]
+pub struct ClientLimitSettings {
+    /// Requests per minute per client and route (`CLIENT_RATE_LIMIT_PER_MINUTE`).
+    pub per_minute: u32,
+    /// Requests at once above that rate (`CLIENT_RATE_LIMIT_BURST`).
+    pub burst: u32,
+    /// Proxies in front of the service that append to `X-Forwarded-For`
+    /// (`TRUSTED_PROXY_HOPS`): 0 locally, 1 behind Cloud Run's front end, 2
+    /// behind a global external Application Load Balancer.
+    pub trusted_proxy_hops: usize,
 }
 
 /// The `/admin` HTTP API: the operator surface over HTTP.
@@ -86,8 +115,12 @@ pub struct DatabaseSettings {
     pub pool_timeout: Duration,
     /// How long opening a new connection may take.
     pub connect_timeout: Duration,
-    /// Per-transaction `statement_timeout`.
+    /// `statement_timeout` outside tenant transactions (the registry lookup,
+    /// operator tools); tenant transactions take their plan's.
     pub statement_timeout: Duration,
+    /// How long a tenant transaction waits for one of its tenant's share of
+    /// the pool's connections before a 429 `tenant_busy`.
+    pub tenant_queue_timeout: Duration,
 }
 
 /// Access-token settings.
@@ -115,6 +148,8 @@ pub struct HashingSettings {
     pub concurrency: usize,
     /// How long a login waits for a hashing slot before a 503.
     pub queue_timeout: Duration,
+    /// How many logins may wait for a slot; more are refused at once.
+    pub max_queue: usize,
 }
 
 /// What `tenantry migrate` needs.
@@ -169,6 +204,7 @@ impl Settings {
             tenant_cache_ttl: millis_or(env, "TENANT_CACHE_TTL_MS", 5_000)?,
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
             admin_api: AdminApiSettings::from_source(env)?,
+            limits: LimitSettings::from_source(env)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,
@@ -190,6 +226,7 @@ impl DatabaseSettings {
             pool_timeout: millis_or(env, "DATABASE_POOL_TIMEOUT_MS", 2_000)?,
             connect_timeout: millis_or(env, "DATABASE_CONNECT_TIMEOUT_MS", 5_000)?,
             statement_timeout: millis_or(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5_000)?,
+            tenant_queue_timeout: millis_or(env, "TENANT_DB_QUEUE_TIMEOUT_MS", 1_000)?,
         };
         ensure!(
             settings.pool_size >= 1,
@@ -215,6 +252,7 @@ impl DatabaseSettings {
             pool_timeout: millis_or(env, "DATABASE_POOL_TIMEOUT_MS", 2_000)?,
             connect_timeout: millis_or(env, "DATABASE_CONNECT_TIMEOUT_MS", 5_000)?,
             statement_timeout,
+            tenant_queue_timeout: millis_or(env, "TENANT_DB_QUEUE_TIMEOUT_MS", 1_000)?,
         })
     }
 }
@@ -386,12 +424,66 @@ impl SignupMode {
     }
 }
 
+impl LimitSettings {
+    fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let document = match (env.get("TENANT_LIMITS"), env.get("TENANT_LIMITS_FILE")) {
+            (Some(_), Some(_)) => {
+                bail!("set TENANT_LIMITS or TENANT_LIMITS_FILE, not both")
+            }
+            (Some(json), None) => crate::limits::LimitsDocument::parse(&json)
+                .context("TENANT_LIMITS is not a valid limits document")?,
+            (None, Some(path)) => {
+                let json = std::fs::read_to_string(&path)
+                    .with_context(|| format!("could not read TENANT_LIMITS_FILE {path}"))?;
+                crate::limits::LimitsDocument::parse(&json).with_context(|| {
+                    format!("TENANT_LIMITS_FILE {path} is not a valid limits document")
+                })?
+            }
+            (None, None) => crate::limits::LimitsDocument::default(),
+        };
+        let settings = Self {
+            document,
+            instances: parse_or(env, "RATE_LIMIT_INSTANCES", 1)?,
+            client: ClientLimitSettings {
+                per_minute: parse_or(env, "CLIENT_RATE_LIMIT_PER_MINUTE", 30)?,
+                burst: parse_or(env, "CLIENT_RATE_LIMIT_BURST", 10)?,
+                trusted_proxy_hops: parse_or(env, "TRUSTED_PROXY_HOPS", 0)?,
+            },
+            sweep_interval: millis_or(env, "RATE_LIMIT_SWEEP_INTERVAL_MS", 60_000)?,
+        };
+        ensure!(
+            settings.instances >= 1,
+            "RATE_LIMIT_INSTANCES must be at least 1"
+        );
+        ensure!(
+            settings.client.per_minute >= 1 && settings.client.burst >= 1,
+            "CLIENT_RATE_LIMIT_PER_MINUTE and CLIENT_RATE_LIMIT_BURST must be at least 1"
+        );
+        ensure!(
+            settings.client.trusted_proxy_hops <= 10,
+            "TRUSTED_PROXY_HOPS must be at most 10"
+        );
+        ensure!(
+            !settings.sweep_interval.is_zero(),
+            "RATE_LIMIT_SWEEP_INTERVAL_MS must be positive"
+        );
+        Ok(settings)
+    }
+}
+
 impl HashingSettings {
     fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        // Half the cores: a flood of sign-ins must leave CPU for everything else.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let concurrency = parse_or(env, "PASSWORD_HASH_CONCURRENCY", (cores / 2).max(1))?;
         let settings = Self {
-            concurrency: parse_or(env, "PASSWORD_HASH_CONCURRENCY", cores.max(2))?,
+            concurrency,
             queue_timeout: millis_or(env, "PASSWORD_HASH_QUEUE_TIMEOUT_MS", 1_000)?,
+            max_queue: parse_or(
+                env,
+                "PASSWORD_HASH_MAX_QUEUE",
+                concurrency.saturating_mul(8),
+            )?,
         };
         ensure!(
             settings.concurrency >= 1,
@@ -482,6 +574,41 @@ mod tests {
         assert_eq!(settings.database.pool_size, 10);
         assert_eq!(settings.jwt.issuer, "tenantry");
         assert!(matches!(settings.signup, SignupMode::Open));
+    }
+
+    #[test]
+    fn tenant_limits_come_from_the_variable_or_a_file_but_not_both() {
+        let json = r#"{"tenants": {"acme": {"burst": 77}}}"#;
+        let mut env = minimal();
+        env.push(("TENANT_LIMITS", json));
+        let inline = Settings::from_source(&source(&env)).expect("valid");
+        assert_eq!(
+            inline.limits.document,
+            crate::limits::LimitsDocument::parse(json).expect("valid")
+        );
+
+        let path =
+            std::env::temp_dir().join(format!("tenantry-limits-{}.json", std::process::id()));
+        std::fs::write(&path, json).expect("write");
+        let path_text = path.to_string_lossy().into_owned();
+        let mut env = minimal();
+        env.push(("TENANT_LIMITS_FILE", &path_text));
+        let from_file = Settings::from_source(&source(&env)).expect("valid");
+        assert_eq!(from_file.limits.document, inline.limits.document);
+
+        env.push(("TENANT_LIMITS", json));
+        let both = Settings::from_source(&source(&env)).expect_err("both set");
+        assert!(format!("{both:#}").contains("not both"));
+        std::fs::remove_file(&path).expect("remove");
+
+        let mut env = minimal();
+        env.push(("TENANT_LIMITS", r#"{"tenants": {"acme": {"burst": 0}}}"#));
+        let invalid = Settings::from_source(&source(&env)).expect_err("invalid");
+        let message = format!("{invalid:#}");
+        assert!(
+            message.contains("TENANT_LIMITS") && message.contains("tenants.acme"),
+            "{message}"
+        );
     }
 
     #[test]

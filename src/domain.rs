@@ -117,9 +117,10 @@ impl TenantName {
     }
 }
 
-/// A subscription plan. Plans set quotas in later releases; the set of names is
-/// fixed by a CHECK constraint on `tenants.plan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+/// A subscription plan: what limits and quotas a tenant gets (see
+/// [`crate::limits`]). The set of names is fixed by a CHECK constraint on
+/// `tenants.plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum Plan {
     #[default]
@@ -129,6 +130,9 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Every plan.
+    pub const ALL: [Self; 3] = [Self::Free, Self::Pro, Self::Enterprise];
+
     /// Parses a plan name.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match raw {

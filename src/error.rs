@@ -17,11 +17,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use std::time::Duration;
+
+use crate::limits::RateLimitStatus;
 
 /// `Result` with [`ApiError`] as the default error.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
-/// Seconds a client should wait before retrying a 503.
+/// Seconds a client should wait before retrying a 503 or a `tenant_busy`.
 const RETRY_AFTER_SECONDS: &str = "1";
 
 /// A client-visible failure. See the module docs for the JSON it renders to.
@@ -42,6 +45,9 @@ pub enum ApiError {
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 403: the tenant's plan does not allow more of `0` (`users`, `notes`).
+    #[error("this tenant has reached its plan's limit of {0}")]
+    QuotaExceeded(&'static str),
     /// 403: the tenant exists but is suspended.
     #[error("this tenant is suspended")]
     TenantSuspended,
@@ -66,6 +72,17 @@ pub enum ApiError {
     /// 422: well-formed but invalid input; `field` names the offending field.
     #[error("{message}")]
     Validation { field: String, message: String },
+    /// 429: the tenant or the client used up its request rate; retry after
+    /// `retry_after`. Carries the limiter's status for the headers.
+    #[error("too many requests, retry later")]
+    RateLimited {
+        retry_after: Duration,
+        status: RateLimitStatus,
+    },
+    /// 429: the tenant already holds all the database connections its plan
+    /// allows, and none came free within `TENANT_DB_QUEUE_TIMEOUT_MS`.
+    #[error("too many concurrent requests for this tenant, retry shortly")]
+    TenantBusy,
     /// 503: the service sheds load (e.g. every password-hashing slot is busy).
     #[error("{0}")]
     Busy(&'static str),
@@ -91,9 +108,10 @@ pub struct ErrorResponse<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// Stable, machine-readable: `bad_request`, `invalid_host`, `unauthorized`,
-    /// `invalid_credentials`, `forbidden`, `tenant_suspended`, `not_found`,
-    /// `unknown_tenant`, `method_not_allowed`, `conflict`, `payload_too_large`,
-    /// `unsupported_media_type`, `validation_failed`, `overloaded`,
+    /// `invalid_credentials`, `forbidden`, `tenant_suspended`,
+    /// `quota_exceeded`, `not_found`, `unknown_tenant`, `method_not_allowed`,
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `validation_failed`, `rate_limited`, `tenant_busy`, `overloaded`,
     /// `unavailable`, `timeout`, `internal`.
     #[schema(example = "validation_failed")]
     code: &'static str,
@@ -120,13 +138,16 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::InvalidHost => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::TenantSuspended => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::TenantSuspended | Self::QuotaExceeded(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound(_) | Self::UnknownTenant => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } | Self::TenantBusy => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy(_) | Self::Unavailable(_) | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,6 +162,7 @@ impl ApiError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden(_) => "forbidden",
             Self::TenantSuspended => "tenant_suspended",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::NotFound(_) => "not_found",
             Self::UnknownTenant => "unknown_tenant",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -148,6 +170,8 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation { .. } => "validation_failed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TenantBusy => "tenant_busy",
             Self::Busy(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout => "timeout",
@@ -190,11 +214,28 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        match &self {
+            Self::RateLimited {
+                retry_after,
+                status,
+            } => {
+                let seconds = crate::limits::whole_seconds(*retry_after).max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                status.write_headers(headers);
+            }
+            Self::TenantBusy => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -209,7 +250,9 @@ impl From<tokio_postgres::Error> for ApiError {
     /// a client can cause are mapped at the call site with
     /// [`ResultExt::on_constraint`] before they get here.
     fn from(error: tokio_postgres::Error) -> Self {
-        if is_transient(&error) {
+        if let Some(resource) = exceeded_quota(&error) {
+            Self::QuotaExceeded(resource)
+        } else if is_transient(&error) {
             Self::Unavailable(error.into())
         } else {
             Self::Unexpected(error.into())
@@ -224,6 +267,23 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         Self::Unavailable(error.into())
     }
+}
+
+/// The SQLSTATE of the quota trigger (sql/migrations/V3__quotas.sql).
+const QUOTA_EXCEEDED: &str = "TQ001";
+
+/// The resource whose quota the quota trigger refused to exceed, if that is
+/// what `error` is. Resource names are ours, never copied from the error.
+fn exceeded_quota(error: &tokio_postgres::Error) -> Option<&'static str> {
+    let db = error.as_db_error()?;
+    if db.code().code() != QUOTA_EXCEEDED {
+        return None;
+    }
+    Some(match db.table() {
+        Some("users") => "users",
+        Some("notes") => "notes",
+        _ => "resources",
+    })
 }
 
 /// Whether a database error says "try again later" rather than "this is wrong".

@@ -33,6 +33,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::{Settings, SignupMode},
     db::{Db, audit},
+    limits::Limits,
     tenant::resolver::TenantResolver,
 };
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub signup: Arc<SignupMode>,
     /// The `/admin` API, when `ADMIN_DATABASE_URL` enables it.
     pub admin: Option<Arc<AdminApi>>,
+    /// Rate limits and plan limits.
+    pub limits: Arc<Limits>,
 }
 
 /// What the `/admin` API needs: its token and the operator operations.
@@ -84,7 +87,10 @@ impl Application {
             passwords: Arc::new(PasswordHasher::new(settings.password_hashing)?),
             signup: Arc::new(settings.signup.clone()),
             admin: admin_api(settings).await?,
+            limits: Arc::new(Limits::new(&settings.limits)),
         };
+        warn_about_oversized_shares(&state.limits, settings.database.pool_size);
+        spawn_sweeper(&state, settings.limits.sweep_interval);
         let (router, _) = api::router().split_for_parts();
         let router = with_layers(router.with_state(state.clone()), settings);
         let address = SocketAddr::new(settings.host, settings.port);
@@ -187,6 +193,49 @@ async fn admin_api(settings: &Settings) -> anyhow::Result<Option<Arc<AdminApi>>>
     })))
 }
 
+/// Drops idle rate-limit and pool-share state every `interval`, for as long
+/// as the state is alive (it holds only weak references).
+fn spawn_sweeper(state: &AppState, interval: Duration) {
+    let limits = Arc::downgrade(&state.limits);
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(limits) = limits.upgrade() else {
+                break;
+            };
+            limits.sweep();
+            db.sweep_idle_shares();
+            tracing::debug!(
+                rate_limited_keys = limits.tracked_keys(),
+                tenant_shares = db.tracked_shares(),
+                "swept idle limiter state"
+            );
+            if db.pool().is_closed() {
+                break;
+            }
+        }
+    });
+}
+
+/// A plan share of the pool as large as the pool protects nobody; say so.
+fn warn_about_oversized_shares(limits: &Limits, pool_size: usize) {
+    for plan in crate::domain::Plan::ALL {
+        let share = limits.plan_policy(plan).limits().max_db_connections;
+        if share >= pool_size {
+            tracing::warn!(
+                plan = plan.as_str(),
+                share,
+                pool_size,
+                "a plan's max_db_connections is not below DATABASE_POOL_SIZE: one tenant on it can take the whole pool"
+            );
+        }
+    }
+}
+
 fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
     match error {
         deadpool_postgres::PoolError::Backend(error) => error.as_db_error().is_none(),
@@ -195,7 +244,7 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
 }
 
 /// The cross-cutting layers, outermost first: request id, redaction, tracing,
-/// JSON errors, panic catching, the request deadline, body limits, and
+/// JSON errors, rate-limit headers, panic catching, the request deadline, body limits, and
 /// `Cache-Control: no-store` (tenant responses must never be cached by a
 /// shared cache keyed without the tenant).
 fn with_layers(router: Router, settings: &Settings) -> Router {
@@ -207,6 +256,7 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
         ]))
         .layer(TraceLayer::new_for_http().make_span_with(make_request_span))
         .layer(middleware::from_fn(mw::json_errors))
+        .layer(middleware::from_fn(mw::rate_limit_headers))
         .layer(CatchPanicLayer::custom(mw::panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

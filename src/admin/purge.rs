@@ -31,7 +31,13 @@ pub const DEFAULT_BATCH_SIZE: i64 = 5_000;
 /// Every tenant table, children before the parents they reference: the order
 /// rows can be deleted in. A test checks that it names every table with a
 /// `tenant_id` column.
-pub const PURGE_ORDER: &[&str] = &["notes", "audit_events", "users", "tenant_domains"];
+pub const PURGE_ORDER: &[&str] = &[
+    "notes",
+    "audit_events",
+    "users",
+    "usage_counters",
+    "tenant_domains",
+];
 
 /// What a purge removed.
 #[derive(Debug, Serialize, ToSchema)]

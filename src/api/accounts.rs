@@ -21,6 +21,10 @@ use crate::{
     db::TenantTx,
     domain::{Email, Password, Username},
     error::{ApiError, ErrorResponse, Result, ResultExt},
+    limits::{
+        TenantLimits,
+        client::{ClientThrottle, Login, Register},
+    },
     startup::AppState,
     tenant::{Tenant, TenantRecord},
 };
@@ -126,15 +130,17 @@ impl UserBody {
 /// Registers a member of the Host's tenant.
 #[utoipa::path(
     post, path = "/api/register", tag = "accounts",
-    extensions(("x-tenantry-host" = json!("tenant"))),
+    extensions(("x-tenantry-host" = json!("tenant")), ("x-tenantry-client-limited" = json!(true))),
     request_body(content = NewUserRequest, example = json!({"username": "carol", "email": "carol@acme.test", "password": "correct horse battery"})),
     responses(
         (status = 201, description = "The new user", body = UserBody),
+        (status = 403, description = "The tenant is suspended (`tenant_suspended`), or its plan allows no more users (`quota_exceeded`)", body = ErrorResponse),
         (status = 409, description = "Username or email already taken in this tenant (`conflict`)", body = ErrorResponse),
         (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
     )
 )]
 async fn register(
+    _throttle: ClientThrottle<Register>,
     tenant: Tenant,
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
@@ -143,7 +149,7 @@ async fn register(
     let user = body.validate(&state.passwords, "", Role::Member).await?;
     let created = state
         .db
-        .with_tenant(tenant.id(), async |tx| {
+        .with_tenant(&tenant, async |tx| {
             let created = insert_user(tx, &user).await?;
             let event = Event::new(
                 Actor::Anonymous,
@@ -210,7 +216,7 @@ struct TokenBody {
 /// same 401 after the same amount of work.
 #[utoipa::path(
     post, path = "/api/login", tag = "accounts",
-    extensions(("x-tenantry-host" = json!("tenant"))),
+    extensions(("x-tenantry-host" = json!("tenant")), ("x-tenantry-client-limited" = json!(true))),
     request_body(content = LoginRequest, example = json!({"username": "alice", "password": "alice-demo-password"})),
     responses(
         (status = 200, description = "A bearer token for this tenant", body = TokenBody),
@@ -219,6 +225,7 @@ struct TokenBody {
     )
 )]
 async fn login(
+    _throttle: ClientThrottle<Login>,
     tenant: Tenant,
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
@@ -228,9 +235,7 @@ async fn login(
         Ok(username) => {
             state
                 .db
-                .with_tenant(tenant.id(), async |tx| {
-                    select_credentials(tx, &username).await
-                })
+                .with_tenant(&tenant, async |tx| select_credentials(tx, &username).await)
                 .await?
         }
         // Cannot exist; still pay for a hash below so timing reveals nothing.
@@ -259,7 +264,7 @@ async fn login(
     };
     state
         .db
-        .with_tenant(tenant.id(), async |tx| {
+        .with_tenant(&tenant, async |tx| {
             audit::record(tx, Some(&request_id), &event).await
         })
         .await?;
@@ -301,6 +306,19 @@ async fn select_credentials(
 struct MeBody {
     user: UserBody,
     tenant: TenantRecord,
+    /// What the tenant's plan (and any override) allows.
+    limits: TenantLimits,
+    /// What the tenant uses of its quotas.
+    usage: Usage,
+}
+
+/// A tenant's use of its quotas (compare with `limits.max_users` and `limits.max_notes`).
+#[derive(Debug, Default, Serialize, ToSchema)]
+struct Usage {
+    #[schema(example = 3)]
+    users: i64,
+    #[schema(example = 120)]
+    notes: i64,
 }
 
 /// The caller and their tenant.
@@ -308,17 +326,41 @@ struct MeBody {
     get, path = "/api/me", tag = "accounts",
     extensions(("x-tenantry-host" = json!("tenant"))),
     security(("bearer" = [])),
-    responses((status = 200, description = "The caller and their tenant", body = MeBody))
+    responses((status = 200, description = "The caller, their tenant, its limits and its usage", body = MeBody))
 )]
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
-    let found = user
-        .transaction(&state.db, async |tx, _| select_user(tx, user.id).await)
+    let (found, usage) = user
+        .transaction(&state.db, async |tx, _| {
+            Ok((select_user(tx, user.id).await?, select_usage(tx).await?))
+        })
         .await?;
     let found = found.ok_or(ApiError::Unauthorized)?;
     Ok(Json(MeBody {
         user: found,
+        limits: user.tenant.policy().limits().clone(),
         tenant: user.tenant.0,
+        usage,
     }))
+}
+
+/// The tenant's counters, kept by the `count_tenant_rows` trigger.
+async fn select_usage(tx: &TenantTx<'_>) -> Result<Usage> {
+    let rows = tx
+        .query(
+            "select resource, used from usage_counters where tenant_id = $1",
+            &[tx.tenant_id().as_uuid()],
+        )
+        .await?;
+    let mut usage = Usage::default();
+    for row in rows {
+        let used: i64 = row.try_get("used")?;
+        match row.try_get::<_, &str>("resource")? {
+            "users" => usage.users = used,
+            "notes" => usage.notes = used,
+            _ => {}
+        }
+    }
+    Ok(usage)
 }
 
 async fn select_user(tx: &TenantTx<'_>, id: UserId) -> Result<Option<UserBody>> {

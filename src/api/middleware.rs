@@ -10,7 +10,7 @@ use axum::{
 };
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, limits::RateLimitSlot};
 
 /// The header that carries our request id, on every response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,6 +46,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .unwrap_or_default();
         Ok(Self(id.to_owned()))
     }
+}
+
+/// Gives the request a [`RateLimitSlot`] for the limiters that check it, and
+/// puts the tightest status they left on the response as `RateLimit-*`
+/// headers (a 429 already carries its own).
+pub async fn rate_limit_headers(mut request: Request, next: Next) -> Response {
+    let slot = RateLimitSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    if let Some(status) = slot.status()
+        && !response.headers().contains_key("ratelimit-limit")
+    {
+        status.write_headers(response.headers_mut());
+    }
+    response
 }
 
 /// Rewrites any error response that is not already JSON into the API's error

@@ -94,6 +94,7 @@ impl NoteRequest {
                 ("DeleteNote" = (operation_id = "delete_note", parameters(("id" = "$response.body#/id")))),
             )
         ),
+        (status = 403, description = "The tenant is suspended (`tenant_suspended`), or its plan allows no more notes (`quota_exceeded`)", body = ErrorResponse),
     )
 )]
 async fn create_note(

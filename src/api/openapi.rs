@@ -36,6 +36,8 @@ use crate::{error::ErrorResponse, startup::AppState};
 
 /// The extension that says which hosts serve an operation.
 pub const HOST_EXTENSION: &str = "x-tenantry-host";
+/// Marks the operations limited per client address (see [`crate::limits::client`]).
+pub const CLIENT_LIMITED_EXTENSION: &str = "x-tenantry-client-limited";
 /// The extension on operations only a tenant's owner may call (`"owner"`).
 pub const ROLE_EXTENSION: &str = "x-tenantry-role";
 
@@ -172,6 +174,17 @@ fn add_shared_errors(openapi: &mut openapi::OpenApi) {
                 ]),
                 _ => {}
             }
+            if is_client_limited(operation) {
+                shared.push((
+                    "429",
+                    "Too many requests from this client address (`rate_limited`) or for this tenant (`rate_limited`, `tenant_busy`): retry after `Retry-After` seconds",
+                ));
+            } else if host_of(operation) == Some("tenant") {
+                shared.push((
+                    "429",
+                    "The tenant's request rate is used up (`rate_limited`), or it holds every database connection its plan allows (`tenant_busy`): retry after `Retry-After` seconds",
+                ));
+            }
             if requires_bearer(operation) {
                 shared.push(("401", "Missing, invalid or expired token, or a token of another tenant (`unauthorized`)"));
             }
@@ -222,6 +235,16 @@ fn operation_mut<'a>(
     }
 }
 
+/// Whether the operation is one of the costly unauthenticated routes limited
+/// per client address (its `x-tenantry-client-limited` extension).
+pub fn is_client_limited(operation: &Operation) -> bool {
+    operation
+        .extensions
+        .as_ref()
+        .and_then(|extensions| extensions.get(CLIENT_LIMITED_EXTENSION))
+        .is_some_and(|value| value == &serde_json::Value::Bool(true))
+}
+
 /// True when every way to call the operation needs a bearer token.
 pub fn requires_bearer(operation: &Operation) -> bool {
     operation.security.as_ref().is_some_and(|requirements| {
@@ -248,11 +271,28 @@ fn error_response(status: &str, description: &str) -> RefOr<Response> {
                 .build(),
         )
     };
-    if status == "503" {
+    if status == "503" || status == "429" {
         response.headers.insert(
             "Retry-After".to_owned(),
             header("Seconds to wait before retrying"),
         );
+    }
+    if status == "429" {
+        for (name, description) in [
+            (
+                "RateLimit-Limit",
+                "Requests the limit allows at once (the burst); absent for `tenant_busy`",
+            ),
+            ("RateLimit-Remaining", "Requests left now: 0"),
+            (
+                "RateLimit-Reset",
+                "Seconds until the full burst is available again",
+            ),
+        ] {
+            response
+                .headers
+                .insert(name.to_owned(), header(description));
+        }
     }
     if status == "401" {
         response

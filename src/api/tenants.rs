@@ -26,6 +26,7 @@ use crate::{
     db::TenantTx,
     domain::{Plan, Slug, TenantName},
     error::{ApiError, ErrorResponse, Result, ResultExt},
+    limits::client::{ClientThrottle, Onboarding},
     startup::AppState,
     tenant::{Apex, TenantId, TenantRecord, TenantStatus},
 };
@@ -107,7 +108,7 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
 /// Onboards a tenant and its owner, atomically.
 #[utoipa::path(
     post, path = "/api/tenants", tag = "onboarding",
-    extensions(("x-tenantry-host" = json!("apex"))),
+    extensions(("x-tenantry-host" = json!("apex")), ("x-tenantry-client-limited" = json!(true))),
     security((), ("admin" = [])),
     request_body(content = OnboardingRequest, example = json!({
         "slug": "initech", "name": "Initech", "plan": "pro",
@@ -121,6 +122,7 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
     )
 )]
 async fn create_tenant(
+    _throttle: ClientThrottle<Onboarding>,
     _allowed: OnboardingAllowed,
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
@@ -165,9 +167,10 @@ pub async fn onboard(
         plan: plan.unwrap_or_default().as_str().to_owned(),
         status: TenantStatus::Active,
     };
+    let policy = state.limits.policy(&tenant);
     let owner = state
         .db
-        .with_new_tenant(tenant.id, async |tx| {
+        .with_new_tenant(tenant.id, policy.limits(), async |tx| {
             insert_tenant(tx, &tenant).await?;
             let owner = insert_user(tx, &owner).await?;
             audit::record(

@@ -117,7 +117,7 @@ impl AuthUser {
         db: &Db,
         work: impl AsyncFnOnce(&TenantTx<'_>, Role) -> Result<T>,
     ) -> Result<T> {
-        db.with_tenant(self.tenant.id(), async move |tx| {
+        db.with_tenant(&self.tenant, async move |tx| {
             let role = current_role(tx, self.id)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;

@@ -2,16 +2,25 @@
 //!
 //! A hash takes ~50 ms of one core and 19 MiB (OWASP's minimum argon2id
 //! parameters: m = 19 MiB, t = 2, p = 1), so it runs on the blocking pool,
-//! behind a semaphore of `PASSWORD_HASH_CONCURRENCY` permits. A login that
-//! cannot get a permit within `PASSWORD_HASH_QUEUE_TIMEOUT_MS` is shed with a
-//! 503 and `Retry-After` instead of queueing without bound. The permit moves
-//! into the blocking task, so a client that hangs up cannot free its slot
-//! while the hash is still running.
+//! behind a semaphore of `PASSWORD_HASH_CONCURRENCY` permits (by default half
+//! the cores: a login flood must leave CPU for everything else). At most
+//! `PASSWORD_HASH_MAX_QUEUE` logins wait for a permit; one more is shed at
+//! once, and a waiting one that gets no permit within
+//! `PASSWORD_HASH_QUEUE_TIMEOUT_MS` is shed too, both with a 503 and
+//! `Retry-After`, so excess sign-ins are refused fast instead of queueing.
+//! The permit moves into the blocking task, so a client that hangs up cannot
+//! free its slot while the hash is still running.
 //!
 //! Logins for unknown users verify against a dummy hash, so they cost the same
 //! time as a wrong password and do not reveal which usernames exist.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use argon2::{
@@ -40,6 +49,9 @@ const MAX_PARALLELISM: u32 = 8;
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     queue_timeout: Duration,
+    /// Logins waiting for a permit now, and how many may.
+    waiting: AtomicUsize,
+    max_waiting: usize,
     dummy_hash: Arc<str>,
 }
 
@@ -51,6 +63,8 @@ impl PasswordHasher {
         Ok(Self {
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             queue_timeout: settings.queue_timeout,
+            waiting: AtomicUsize::new(0),
+            max_waiting: settings.max_queue,
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -77,11 +91,18 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        let acquire = Arc::clone(&self.permits).acquire_owned();
-        let permit = tokio::time::timeout(self.queue_timeout, acquire)
-            .await
-            .map_err(|_| ApiError::Busy("too many sign-ins in progress, retry shortly"))?
-            .context("the password hashing semaphore was closed")?;
+        const BUSY: ApiError = ApiError::Busy("too many sign-ins in progress, retry shortly");
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _place = QueuePlace::take(&self.waiting, self.max_waiting).ok_or(BUSY)?;
+                let acquire = Arc::clone(&self.permits).acquire_owned();
+                tokio::time::timeout(self.queue_timeout, acquire)
+                    .await
+                    .map_err(|_| BUSY)?
+                    .context("the password hashing semaphore was closed")?
+            }
+        };
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             work()
@@ -89,6 +110,28 @@ impl PasswordHasher {
         .await
         .context("password hashing task failed")
         .map_err(ApiError::Unexpected)
+    }
+}
+
+/// A place in the queue for a hashing permit, given back when dropped
+/// (whether the wait ended with a permit, a timeout or a cancelled request).
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    /// A place, unless `max` are already taken.
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < max).then_some(now + 1)
+            })
+            .ok()
+            .map(|_| Self(waiting))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -53,7 +53,13 @@ impl AdminDb {
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.db
-            .bound(tenant, Expect::Any, IsolationLevel::ReadCommitted, work)
+            .bound(
+                tenant,
+                Expect::Any,
+                IsolationLevel::ReadCommitted,
+                None,
+                work,
+            )
             .await
     }
 
@@ -66,7 +72,13 @@ impl AdminDb {
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.db
-            .bound(tenant, Expect::Any, IsolationLevel::RepeatableRead, work)
+            .bound(
+                tenant,
+                Expect::Any,
+                IsolationLevel::RepeatableRead,
+                None,
+                work,
+            )
             .await
     }
 }

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lifecycle",
         sql: include_str!("../../sql/migrations/V2__lifecycle.sql"),
     },
+    Migration {
+        version: 3,
+        name: "quotas",
+        sql: include_str!("../../sql/migrations/V3__quotas.sql"),
+    },
 ];
 
 /// Passwords for the login roles. Each one given makes its role LOGIN with it.
@@ -798,7 +803,10 @@ mod tests {
         assert_eq!(status.pending(), [1]);
         assert_eq!(status.verdict(), Verdict::Diverged);
         assert!(
-            status.problems()[0].contains("V1__tenancy is not recorded although V2 is"),
+            status.problems()[0].contains(&format!(
+                "V1__tenancy is not recorded although V{} is",
+                latest_version()
+            )),
             "{:?}",
             status.problems()
         );

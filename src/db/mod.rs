@@ -11,29 +11,35 @@ pub mod analytics;
 pub mod audit;
 pub mod local;
 pub mod migrate;
+mod share;
 mod tenant_tx;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
 use tokio_postgres::{IsolationLevel, NoTls};
 
+use self::share::TenantShares;
 pub use self::tenant_tx::TenantTx;
 use crate::{
     config::DatabaseSettings,
     error::{ApiError, Result},
-    tenant::TenantId,
+    limits::TenantLimits,
+    tenant::{Tenant, TenantId},
 };
 
-/// Sets the tenant and the statement timeout for the current transaction only
-/// (`is_local = true`) and reads the tenant's status, in one round trip. The
-/// settings are cleared by COMMIT or ROLLBACK, so nothing carries over to the
-/// next user of the connection; the status makes a suspension (or a purge)
-/// apply to the next request on every instance, whatever their caches say.
+/// Sets the tenant, the statement timeout and the tenant's quotas for the
+/// current transaction only (`is_local = true`) and reads the tenant's
+/// status, in one round trip. The settings are cleared by COMMIT or ROLLBACK,
+/// so nothing carries over to the next user of the connection; the status
+/// makes a suspension (or a purge) apply to the next request on every
+/// instance, whatever their caches say. The quotas are read by the
+/// `count_tenant_rows` trigger ('' is none).
 const BIND_TRANSACTION_SQL: &str = "select set_config('app.tenant_id', $1, true), \
-     set_config('statement_timeout', $2, true), tenant_state($3)";
+     set_config('statement_timeout', $2, true), set_config('app.max_users', $3, true), \
+     set_config('app.max_notes', $4, true), tenant_state($5)";
 
 /// What a tenant transaction expects of its tenant's registry row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +57,11 @@ enum Expect {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// `statement_timeout` for tenant transactions, in milliseconds, as text.
+    /// `statement_timeout` for transactions without a plan (operator tools),
+    /// in milliseconds, as text.
     statement_timeout_ms: String,
+    /// Each tenant's share of the pool.
+    shares: Arc<TenantShares>,
 }
 
 impl Db {
@@ -68,6 +77,10 @@ impl Db {
         Ok(Self {
             pool: build_pool(settings, variable)?,
             statement_timeout_ms: settings.statement_timeout.as_millis().to_string(),
+            shares: Arc::new(TenantShares::new(
+                settings.pool_size,
+                settings.tenant_queue_timeout,
+            )),
         })
     }
 
@@ -95,7 +108,10 @@ impl Db {
 
     /// Runs `work` in one transaction whose RLS context is `tenant`, an active
     /// tenant (otherwise 404 for a tenant that no longer exists, 403 for a
-    /// suspended one, before `work` runs).
+    /// suspended one, before `work` runs), within the tenant's plan: at most
+    /// its share of the pool's connections (429 `tenant_busy` after waiting
+    /// `TENANT_DB_QUEUE_TIMEOUT_MS` for one), its statement timeout, and its
+    /// quotas (403 `quota_exceeded`).
     ///
     /// This is the only way to reach tenant data: query functions take a
     /// [`TenantTx`], and the only place one is made is here, after the tenant
@@ -104,11 +120,22 @@ impl Db {
     /// dropped transaction rolls back).
     pub async fn with_tenant<T>(
         &self,
-        tenant: TenantId,
+        tenant: &Tenant,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.bound(tenant, Expect::Active, IsolationLevel::ReadCommitted, work)
-            .await
+        let limits = tenant.policy().limits();
+        let _share = self
+            .shares
+            .acquire(tenant.id(), limits.max_db_connections)
+            .await?;
+        self.bound(
+            tenant.id(),
+            Expect::Active,
+            IsolationLevel::ReadCommitted,
+            Some(limits),
+            work,
+        )
+        .await
     }
 
     /// Like [`Db::with_tenant`], for a tenant that `work` creates (onboarding):
@@ -117,24 +144,45 @@ impl Db {
     pub async fn with_new_tenant<T>(
         &self,
         tenant: TenantId,
+        limits: &TenantLimits,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.bound(tenant, Expect::New, IsolationLevel::ReadCommitted, work)
-            .await
+        self.bound(
+            tenant,
+            Expect::New,
+            IsolationLevel::ReadCommitted,
+            Some(limits),
+            work,
+        )
+        .await
+    }
+
+    /// Forgets idle tenants' shares of the pool (see [`share`]).
+    pub fn sweep_idle_shares(&self) {
+        self.shares.sweep();
+    }
+
+    /// Tenants whose share of the pool is tracked (requests in flight, or
+    /// not swept yet).
+    pub fn tracked_shares(&self) -> usize {
+        self.shares.len()
     }
 
     /// The one place a [`TenantTx`] is made: a transaction at `isolation`,
-    /// bound to `tenant`, whose status is checked against `expect`.
+    /// bound to `tenant`, whose status is checked against `expect`, under the
+    /// statement timeout and quotas of `limits` (none: the pool's timeout and
+    /// no quotas, for operators).
     async fn bound<T>(
         &self,
         tenant: TenantId,
         expect: Expect,
         isolation: IsolationLevel,
+        limits: Option<&TenantLimits>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut client = self.pool.get().await?;
         let outcome = self
-            .in_transaction(&mut client, tenant, expect, isolation, work)
+            .in_transaction(&mut client, tenant, expect, isolation, limits, work)
             .await;
         if let Err(error) = &outcome {
             forget_stale_plans(&self.pool, error);
@@ -148,8 +196,22 @@ impl Db {
         tenant: TenantId,
         expect: Expect,
         isolation: IsolationLevel,
+        limits: Option<&TenantLimits>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        let quota = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
+        let (timeout_ms, max_users, max_notes) = match limits {
+            Some(limits) => (
+                limits.statement_timeout.as_millis().to_string(),
+                quota(limits.max_users),
+                quota(limits.max_notes),
+            ),
+            None => (
+                self.statement_timeout_ms.clone(),
+                String::new(),
+                String::new(),
+            ),
+        };
         let transaction = client
             .build_transaction()
             .isolation_level(isolation)
@@ -161,12 +223,14 @@ impl Db {
                 &bind,
                 &[
                     &tenant.to_string(),
-                    &self.statement_timeout_ms,
+                    &timeout_ms,
+                    &max_users,
+                    &max_notes,
                     tenant.as_uuid(),
                 ],
             )
             .await?;
-        let state: Option<String> = row.try_get(2)?;
+        let state: Option<String> = row.try_get(4)?;
         match (expect, state.as_deref()) {
             (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
             (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),

@@ -11,7 +11,7 @@
 pub mod host;
 pub mod resolver;
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use axum::{
     extract::FromRequestParts,
@@ -23,6 +23,7 @@ use uuid::Uuid;
 use self::{host::CanonicalHost, resolver::Resolution};
 use crate::{
     error::{ApiError, Result},
+    limits::{RateLimitSlot, TenantPolicy},
     startup::AppState,
 };
 
@@ -81,15 +82,36 @@ pub struct TenantRecord {
     pub status: TenantStatus,
 }
 
-/// The active tenant a request is for. Extracting it is what lets a handler
-/// open a tenant transaction.
-#[derive(Debug, Clone)]
-pub struct Tenant(pub TenantRecord);
+/// The active tenant a request is for, and the limits of its plan.
+/// Extracting it is what lets a handler open a tenant transaction, and it
+/// counts the request against the tenant's rate limit (429 when it is used
+/// up, before the handler runs and before any tenant transaction).
+#[derive(Clone)]
+pub struct Tenant(pub TenantRecord, Arc<TenantPolicy>);
 
 impl Tenant {
+    /// A tenant under `policy`, for callers that hold a registry record
+    /// outside a request (requests get theirs from the extractor).
+    pub fn new(record: TenantRecord, policy: Arc<TenantPolicy>) -> Self {
+        Self(record, policy)
+    }
+
     /// The tenant's id.
     pub fn id(&self) -> TenantId {
         self.0.id
+    }
+
+    /// The limits the tenant runs under.
+    pub fn policy(&self) -> &TenantPolicy {
+        &self.1
+    }
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Tenant")
+            .field(&self.0)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +133,12 @@ impl FromRequestParts<AppState> for Tenant {
         if record.status == TenantStatus::Suspended {
             return Err(ApiError::TenantSuspended);
         }
-        let tenant = Tenant(record);
+        let policy = state.limits.policy(&record);
+        let status = policy.admit(record.id)?;
+        if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
+            slot.record(status);
+        }
+        let tenant = Tenant(record, policy);
         parts.extensions.insert(tenant.clone());
         Ok(tenant)
     }

@@ -395,7 +395,7 @@ fn lifecycle_check() -> String {
     let array = |names: &[&str]| format!("array['{}']::text[]", names.join("','"));
     let (purged, exported, remapped) = (
         array(PURGE_ORDER),
-        array(transfer::EXPORT_ORDER),
+        array(&[transfer::EXPORT_ORDER, transfer::DERIVED_TABLES].concat()),
         array(transfer::REMAPPED_COLUMNS),
     );
     format!(

@@ -4,7 +4,7 @@
 use tokio_postgres::{Client, error::SqlState};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestTenant, spawn_app};
+use crate::helpers::{TestApp, TestTenant, spawn_app, tenant_handle, unlimited};
 
 /// Two tenants, each with a note, and a custom domain for acme.
 async fn two_tenants(app: &TestApp) -> (TestTenant, TestTenant) {
@@ -310,10 +310,10 @@ async fn a_pooled_connection_does_not_carry_a_tenant_into_the_next_checkout() {
     let app = spawn_app().await;
     let (acme, _) = two_tenants(&app).await;
     let db = single_connection_db(&app);
-    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+    let tenant = tenant_handle(&unlimited(), &acme, "free");
 
     let seen = db
-        .with_tenant(tenant, async |tx| {
+        .with_tenant(&tenant, async |tx| {
             Ok(tx.query("select id from notes", &[]).await?.len())
         })
         .await
@@ -340,9 +340,9 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
     let app = spawn_app().await;
     let (acme, _) = two_tenants(&app).await;
     let db = single_connection_db(&app);
-    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+    let tenant = tenant_handle(&unlimited(), &acme, "free");
 
-    let slow = db.with_tenant(tenant, async |tx| {
+    let slow = db.with_tenant(&tenant, async |tx| {
         tx.query("select pg_sleep(1)", &[]).await?;
         Ok(())
     });
@@ -387,10 +387,10 @@ async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
     let app = spawn_app().await;
     let (acme, _) = two_tenants(&app).await;
     let db = single_connection_db(&app);
-    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+    let tenant = tenant_handle(&unlimited(), &acme, "free");
 
     let failed = db
-        .with_tenant(tenant, async |tx| {
+        .with_tenant(&tenant, async |tx| {
             // A unique violation aborts the transaction server-side.
             tx.execute("insert into users (tenant_id, id, username, email, password_hash) select tenant_id, id, username, email, password_hash from users", &[])
                 .await?;
@@ -400,7 +400,7 @@ async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
     assert!(failed.is_err());
 
     let seen = db
-        .with_tenant(tenant, async |tx| {
+        .with_tenant(&tenant, async |tx| {
             Ok(tx.query("select id from notes", &[]).await?.len())
         })
         .await;
@@ -475,29 +475,41 @@ async fn options_in_the_database_url_are_kept() {
 }
 
 #[tokio::test]
-async fn with_tenant_binds_tenant_and_statement_timeout_inside_one_transaction() {
+async fn with_tenant_binds_tenant_statement_timeout_and_quotas_inside_one_transaction() {
     let app = spawn_app().await;
     let (acme, _) = two_tenants(&app).await;
     let db = single_connection_db(&app);
-    let tenant = tenantry::tenant::TenantId::from_uuid(acme.id);
+    let mut limits = unlimited();
+    limits.document = tenantry::limits::LimitsDocument::parse(
+        r#"{"plans": {"pro": {"statement_timeout_ms": 4321, "max_users": 7, "max_notes": null}}}"#,
+    )
+    .unwrap();
+    let tenant = tenant_handle(&limits, &acme, "pro");
 
-    let (setting, timeout, first, second) = db
-        .with_tenant(tenant, async |tx| {
+    let (settings, first, second) = db
+        .with_tenant(&tenant, async |tx| {
             let row = tx
                 .query_one(
-                    "select current_setting('app.tenant_id'), current_setting('statement_timeout'), txid_current()",
+                    "select current_setting('app.tenant_id'), current_setting('statement_timeout'),
+                            current_setting('app.max_users'), current_setting('app.max_notes'), txid_current()",
                     &[],
                 )
                 .await?;
             let again: i64 = tx.query_one("select txid_current()", &[]).await?.get(0);
-            Ok((row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2), again))
+            let settings: [String; 4] = [row.get(0), row.get(1), row.get(2), row.get(3)];
+            Ok((settings, row.get::<_, i64>(4), again))
         })
         .await
         .unwrap();
-    assert_eq!(setting, acme.id.to_string());
     assert_eq!(
-        timeout, "5s",
-        "DATABASE_STATEMENT_TIMEOUT_MS applies to the transaction"
+        settings,
+        [
+            acme.id.to_string(),
+            "4321ms".to_owned(),
+            "7".to_owned(),
+            String::new()
+        ],
+        "the tenant, its plan's statement timeout and its quotas ('' is unlimited) apply to the transaction"
     );
     assert_eq!(
         first, second,

@@ -24,11 +24,13 @@ use sha2::{Digest, Sha256};
 use tenantry::{
     admin::Admin,
     config::{
-        AdminApiSettings, DatabaseSettings, HashingSettings, JwtSettings, OpsSettings, Settings,
-        SignupMode,
+        AdminApiSettings, ClientLimitSettings, DatabaseSettings, HashingSettings, JwtSettings,
+        LimitSettings, OpsSettings, Settings, SignupMode,
     },
     db::{local, migrate},
+    limits::{Limits, LimitsDocument},
     startup::Application,
+    tenant::{Tenant, TenantId, TenantRecord, TenantStatus},
 };
 use tokio::sync::OnceCell;
 
@@ -306,6 +308,7 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
             pool_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
+            tenant_queue_timeout: Duration::from_secs(1),
         },
         jwt: JwtSettings {
             keys: vec![
@@ -322,6 +325,7 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         password_hashing: HashingSettings {
             concurrency: 4,
             queue_timeout: Duration::from_secs(10),
+            max_queue: 1_000,
         },
         request_timeout: Duration::from_secs(15),
         header_read_timeout: Duration::from_secs(10),
@@ -332,7 +336,42 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
             token: SecretString::from(ADMIN_API_TOKEN),
             ops: ops_settings(cluster, dbname, None),
         }),
+        limits: unlimited(),
     }
+}
+
+/// Limits no ordinary test reaches: rates, quotas and the per-client limit
+/// out of the way, a plan share as large as the test pool, and the usual
+/// statement timeout. Tests of the limits set their own.
+pub fn unlimited() -> LimitSettings {
+    let every_plan = r#"{"requests_per_second": 1000000, "burst": 1000000, "max_db_connections": 4,
+        "statement_timeout_ms": 5000, "max_users": null, "max_notes": null}"#;
+    let document = format!(
+        r#"{{"plans": {{"free": {every_plan}, "pro": {every_plan}, "enterprise": {every_plan}}}}}"#
+    );
+    LimitSettings {
+        document: LimitsDocument::parse(&document).expect("limits document"),
+        instances: 1,
+        client: ClientLimitSettings {
+            per_minute: 1_000_000,
+            burst: 1_000_000,
+            trusted_proxy_hops: 0,
+        },
+        sweep_interval: Duration::from_secs(60),
+    }
+}
+
+/// `tenant` as a tenant transaction takes it, under the limits of `settings`.
+pub fn tenant_handle(settings: &LimitSettings, tenant: &TestTenant, plan: &str) -> Tenant {
+    let record = TenantRecord {
+        id: TenantId::from_uuid(tenant.id),
+        slug: tenant.slug.clone(),
+        name: format!("{} Inc.", tenant.slug),
+        plan: plan.to_owned(),
+        status: TenantStatus::Active,
+    };
+    let policy = Limits::new(settings).policy(&record);
+    Tenant::new(record, policy)
 }
 
 /// The operator settings for `dbname`: the admin and analytics roles, and
@@ -344,6 +383,7 @@ pub fn ops_settings(cluster: &TestCluster, dbname: &str, dns: Option<SocketAddr>
         pool_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(30),
+        tenant_queue_timeout: Duration::from_secs(1),
     };
     OpsSettings {
         admin_database: role("tenantry_admin"),
@@ -367,6 +407,7 @@ pub struct TestApp {
 }
 
 /// A tenant created through the API, with its owner signed in.
+#[derive(Clone)]
 pub struct TestTenant {
     pub id: Uuid,
     pub slug: String,
@@ -555,6 +596,7 @@ impl TestApp {
                 "select (select coalesce(md5(string_agg(u::text, '|' order by u.id)), '-') from users u where u.tenant_id = $1)
                      || (select coalesce(md5(string_agg(n::text, '|' order by n.id)), '-') from notes n where n.tenant_id = $1)
                      || (select coalesce(md5(string_agg(d::text, '|' order by d.domain)), '-') from tenant_domains d where d.tenant_id = $1)
+                     || (select coalesce(md5(string_agg(c::text, '|' order by c.resource)), '-') from usage_counters c where c.tenant_id = $1)
                      || (select coalesce(md5(t::text), '-') from tenants t where t.id = $1)",
                 &[&tenant],
             )
@@ -590,7 +632,7 @@ impl TestApp {
     /// Rows `tenant` has in every table, registry included (superuser).
     pub async fn rows_of(&self, tenant: Uuid) -> i64 {
         let mut total = 0;
-        for table in ["users", "notes", "audit_events", "tenant_domains"] {
+        for table in tenantry::admin::purge::PURGE_ORDER {
             total += self.count(table, tenant).await;
         }
         total + self.count_where("tenants", "id", tenant).await
@@ -770,6 +812,11 @@ impl TestApp {
 
     /// Waits until a runtime-role session of this database waits on a lock.
     pub async fn wait_until_blocked_on_a_lock(&self) {
+        self.wait_until_blocked_on_locks(1).await;
+    }
+
+    /// Waits until `sessions` runtime-role sessions of this database wait on a lock.
+    pub async fn wait_until_blocked_on_locks(&self, sessions: i64) {
         for _ in 0..200 {
             let waiting: i64 = self
                 .admin
@@ -781,12 +828,12 @@ impl TestApp {
                 .await
                 .expect("pg_stat_activity")
                 .get(0);
-            if waiting > 0 {
+            if waiting >= sessions {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no request of the service ever waited on the lock");
+        panic!("fewer than {sessions} requests of the service ever waited on a lock");
     }
 }
 

@@ -15,6 +15,7 @@ mod helpers;
 mod hosts;
 mod input;
 mod lifecycle;
+mod limits;
 mod matrix;
 mod migrations;
 mod notes;

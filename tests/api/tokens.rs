@@ -399,32 +399,44 @@ async fn wrong_passwords_and_unknown_users_get_the_same_answer() {
     assert!(!token.is_empty());
 }
 
-#[tokio::test]
-async fn saturated_password_hashing_sheds_with_503_and_retry_after() {
-    let app = crate::helpers::spawn_app_with(|settings| {
-        settings.password_hashing.concurrency = 1;
-        settings.password_hashing.queue_timeout = std::time::Duration::from_millis(1);
-    })
-    .await;
-    let acme = app.onboard("acme").await;
-    let attempts: Vec<_> = (0..12)
+/// Sends `count` wrong-password logins to acme at once, and returns each
+/// answer with how long it took.
+async fn concurrent_logins(
+    app: &crate::helpers::TestApp,
+    host: &str,
+    count: usize,
+) -> Vec<(reqwest::Response, std::time::Duration)> {
+    let attempts: Vec<_> = (0..count)
         .map(|_| {
             let request = app
-                .post(&acme.host, "/api/login")
+                .post(host, "/api/login")
                 .json(&json!({"username": "acme-owner", "password": "wrong-password"}));
-            tokio::spawn(request.send())
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let response = request.send().await.unwrap();
+                (response, started.elapsed())
+            })
         })
         .collect();
-    let mut responses = Vec::new();
+    let mut answers = Vec::new();
     for attempt in attempts {
-        responses.push(attempt.await.unwrap());
+        answers.push(attempt.await.unwrap());
     }
+    answers
+}
+
+/// Checks that each answer is a 401 or a well-formed 503 `overloaded` that
+/// came within `within`, and returns how many were 503s.
+async fn count_shed(
+    answers: Vec<(reqwest::Response, std::time::Duration)>,
+    within: std::time::Duration,
+) -> usize {
     let mut shed = 0;
-    for response in responses {
-        let response = response.unwrap();
+    for (response, took) in answers {
         match response.status() {
             StatusCode::UNAUTHORIZED => {}
             StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(took < within, "shed after {took:?}");
                 assert_eq!(response.headers().get("retry-after").unwrap(), "1");
                 assert_eq!(
                     expect_error(response, StatusCode::SERVICE_UNAVAILABLE).await,
@@ -435,8 +447,37 @@ async fn saturated_password_hashing_sheds_with_503_and_retry_after() {
             other => panic!("unexpected status {other}"),
         }
     }
+    shed
+}
+
+#[tokio::test]
+async fn saturated_password_hashing_sheds_with_503_and_retry_after() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.password_hashing.concurrency = 1;
+        settings.password_hashing.queue_timeout = std::time::Duration::from_millis(1);
+    })
+    .await;
+    let acme = app.onboard("acme").await;
+    let answers = concurrent_logins(&app, &acme.host, 12).await;
     assert!(
-        shed > 0,
+        count_shed(answers, std::time::Duration::from_secs(30)).await > 0,
         "with one hashing slot and a 1 ms queue, concurrent logins must be shed"
+    );
+}
+
+#[tokio::test]
+async fn logins_beyond_the_hashing_queue_are_shed_at_once() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.password_hashing.concurrency = 1;
+        settings.password_hashing.max_queue = 2;
+        // Long enough that only the queue's length can explain a fast 503.
+        settings.password_hashing.queue_timeout = std::time::Duration::from_secs(30);
+    })
+    .await;
+    let acme = app.onboard("acme").await;
+    let answers = concurrent_logins(&app, &acme.host, 12).await;
+    assert!(
+        count_shed(answers, std::time::Duration::from_secs(10)).await > 0,
+        "one hashing slot and two places in the queue cannot take 12 logins at once"
     );
 }

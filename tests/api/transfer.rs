@@ -341,7 +341,20 @@ async fn a_database_failure_half_way_through_an_import_rolls_all_of_it_back() {
     import(&ops, &file, None).await.expect("import");
     assert_eq!(
         app.rows_of(acme.id).await,
-        i64::try_from(file.iter().filter(|b| **b == b'\n').count()).unwrap() - 2 + 1 + 1,
-        "every row of the file (minus header and end), the registry row, and the import's own event"
+        i64::try_from(file.iter().filter(|b| **b == b'\n').count()).unwrap() - 2 + 1 + 1 + 2,
+        "every row of the file (minus header and end), the registry row, the import's own event, \
+         and the two usage counters its inserts rebuilt"
     );
+    for resource in ["users", "notes"] {
+        let counted: i64 = app
+            .admin
+            .query_one(
+                "select used from usage_counters where tenant_id = $1 and resource = $2",
+                &[&acme.id, &resource],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(counted, app.count(resource, acme.id).await, "{resource}");
+    }
 }
