@@ -360,8 +360,12 @@ impl ServerSettings {
             Setting::new("DATABASE_POOL_SIZE", "10".to_owned()),
             Setting::new("TENANT_DB_QUEUE_TIMEOUT_MS", "1000".to_owned()),
             // The server's own default, made explicit for the report.
-            Setting::new("PASSWORD_HASH_CONCURRENCY", cores.max(2).to_string()),
+            Setting::new("PASSWORD_HASH_CONCURRENCY", (cores / 2).max(1).to_string()),
             Setting::new("PASSWORD_HASH_QUEUE_TIMEOUT_MS", "1000".to_owned()),
+            Setting::new(
+                "PASSWORD_HASH_MAX_QUEUE",
+                ((cores / 2).max(1) * 8).to_string(),
+            ),
         ];
         Ok(Self {
             common,
