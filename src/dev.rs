@@ -66,21 +66,33 @@ pub async fn run() -> anyhow::Result<()> {
             _ => None,
         })
     };
-    let settings = Settings::from_source(&env)?;
+    let served = serve(&env, local.as_ref(), admin_token).await;
+    // Stop the cluster this run started, whether serving ended normally or
+    // never began (a bad setting, a port in use).
+    if let Some(cluster) = local.filter(LocalCluster::started_here) {
+        tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    }
+    served
+}
+
+/// Builds the server from `env`, seeds the demo tenants, prints the examples
+/// and serves until Ctrl-C or SIGTERM.
+async fn serve(
+    env: &impl Source,
+    local: Option<&LocalCluster>,
+    admin_token: String,
+) -> anyhow::Result<()> {
+    let settings = Settings::from_source(env)?;
     let app = Application::build(&settings).await?;
     seed_demo_tenants(app.state()).await?;
     let admin_token = settings.admin_api.as_ref().map(|_| admin_token);
     print_examples(
         app.port(),
         settings.base_domain.as_str(),
-        local.as_ref(),
+        local,
         admin_token.as_deref(),
     )?;
-    let served = app.run_until_stopped().await;
-    if let Some(cluster) = local.filter(LocalCluster::started_here) {
-        tokio::task::spawn_blocking(move || cluster.stop()).await??;
-    }
-    served
+    app.run_until_stopped().await
 }
 
 /// Starts (or reuses) the private cluster and migrates it.

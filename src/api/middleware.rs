@@ -4,7 +4,7 @@
 
 use axum::{
     extract::{FromRequestParts, Request},
-    http::{HeaderName, HeaderValue, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -50,13 +50,14 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 /// Gives the request a [`RateLimitSlot`] for the limiters that check it, and
 /// puts the tightest status they left on the response as `RateLimit-*`
-/// headers (a 429 already carries its own).
+/// headers. Not on a 429: `rate_limited` carries its own, and a
+/// `tenant_busy` was not refused by a rate.
 pub async fn rate_limit_headers(mut request: Request, next: Next) -> Response {
     let slot = RateLimitSlot::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
     if let Some(status) = slot.status()
-        && !response.headers().contains_key("ratelimit-limit")
+        && response.status() != StatusCode::TOO_MANY_REQUESTS
     {
         status.write_headers(response.headers_mut());
     }

@@ -75,9 +75,9 @@ impl TenantPolicy {
 /// limiter of the costly unauthenticated routes.
 pub struct Limits {
     plans: HashMap<Plan, Arc<TenantPolicy>>,
-    /// Tenants with an entry in `TENANT_LIMITS`, by slug and plan: an entry
-    /// applies on top of the tenant's current plan.
-    tenants: HashMap<(String, Plan), Arc<TenantPolicy>>,
+    /// Tenants with an entry in `TENANT_LIMITS`, by slug, then by plan: an
+    /// entry applies on top of the tenant's current plan.
+    tenants: HashMap<String, HashMap<Plan, Arc<TenantPolicy>>>,
     clients: client::ClientLimiter,
 }
 
@@ -93,16 +93,20 @@ impl Limits {
                 (plan, Arc::new(policy))
             })
             .collect();
-        let mut tenants = HashMap::new();
-        for (slug, changes) in settings.document.tenant_overrides() {
-            for plan in Plan::ALL {
-                let limits = changes.applied_to(settings.document.plan(plan));
-                tenants.insert(
-                    (slug.to_owned(), plan),
-                    Arc::new(TenantPolicy::new(limits, instances)),
-                );
-            }
-        }
+        let tenants = settings
+            .document
+            .tenant_overrides()
+            .map(|(slug, changes)| {
+                let by_plan = Plan::ALL
+                    .into_iter()
+                    .map(|plan| {
+                        let limits = changes.applied_to(settings.document.plan(plan));
+                        (plan, Arc::new(TenantPolicy::new(limits, instances)))
+                    })
+                    .collect();
+                (slug.to_owned(), by_plan)
+            })
+            .collect();
         Self {
             plans,
             tenants,
@@ -119,7 +123,8 @@ impl Limits {
             Plan::Free
         });
         self.tenants
-            .get(&(record.slug.clone(), plan))
+            .get(&record.slug)
+            .and_then(|by_plan| by_plan.get(&plan))
             .unwrap_or_else(|| self.plan_policy(plan))
             .clone()
     }
@@ -139,20 +144,22 @@ impl Limits {
     /// are full again), so that memory follows the number of recently active
     /// tenants and clients, not of every key ever seen.
     pub fn sweep(&self) {
-        for policy in self.plans.values().chain(self.tenants.values()) {
+        for policy in self.policies() {
             policy.requests.sweep();
         }
         self.clients.sweep();
     }
 
+    /// Every policy: the plans' and the overrides'.
+    fn policies(&self) -> impl Iterator<Item = &Arc<TenantPolicy>> {
+        self.plans
+            .values()
+            .chain(self.tenants.values().flat_map(HashMap::values))
+    }
+
     /// Keys currently remembered by all limiters (a gauge for tests and logs).
     pub fn tracked_keys(&self) -> usize {
-        let tenants: usize = self
-            .plans
-            .values()
-            .chain(self.tenants.values())
-            .map(|policy| policy.requests.len())
-            .sum();
+        let tenants: usize = self.policies().map(|policy| policy.requests.len()).sum();
         tenants + self.clients.len()
     }
 }

@@ -374,6 +374,11 @@ async fn a_tenant_cannot_take_more_than_its_share_of_the_pool() {
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(header(&response, "retry-after"), Some(1));
+            assert_eq!(
+                header(&response, "ratelimit-limit"),
+                None,
+                "not a rate limit"
+            );
             assert_eq!(expect_error(response, status).await, "tenant_busy");
         }
         statuses.push(status);

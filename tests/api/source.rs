@@ -294,7 +294,7 @@ fn every_security_reference_names_a_real_test() {
         .filter(|r| r.contains("::") && !r.contains(' '))
     {
         let (file, name) = reference.rsplit_once("::").unwrap();
-        let path = if file.starts_with("src/") {
+        let path = if file.ends_with(".rs") {
             root.join(file)
         } else {
             root.join(format!("tests/api/{file}.rs"))
