@@ -27,7 +27,8 @@ grant select on schema_migrations to tenantry_app;
 -- The pre-tenant path (host -> tenant, tenant registration) and the tenant's
 -- status for every tenant transaction.
 grant execute on function tenant_by_slug(text), tenant_by_domain(text),
-    create_tenant(uuid, text, text, text), tenant_state(uuid) to tenantry_app;
+    create_tenant(uuid, text, text, text), tenant_state(uuid),
+    bind_tenant(uuid, integer, bigint, bigint, uuid) to tenantry_app;
 
 -- Registry role: what the SECURITY DEFINER functions it owns need, nothing more.
 grant select, insert on tenants to tenantry_registry;
@@ -40,7 +41,8 @@ grant select, insert, update, delete on users, notes, audit_events, usage_counte
 grant select, insert on platform_audit_events to tenantry_admin;
 grant select on schema_migrations to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
-grant execute on function tenant_state(uuid) to tenantry_admin;
+grant execute on function tenant_state(uuid),
+    bind_tenant(uuid, integer, bigint, bigint, uuid) to tenantry_admin;
 
 -- Analytics role: one function, which returns counts and records the call,
 -- and the schema version its start-up audit checks.

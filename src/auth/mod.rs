@@ -117,11 +117,9 @@ impl AuthUser {
         db: &Db,
         work: impl AsyncFnOnce(&TenantTx<'_>, Role) -> Result<T>,
     ) -> Result<T> {
-        db.with_tenant(&self.tenant, async move |tx| {
-            let role = current_role(tx, self.id)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            work(tx, role).await
+        db.with_tenant_user(&self.tenant, Some(self.id.as_uuid()), async move |tx| {
+            let role = tx.user_role().ok_or(ApiError::Unauthorized)?;
+            work(tx, Role::from_db(role)?).await
         })
         .await
     }
@@ -140,17 +138,6 @@ impl AuthUser {
         })
         .await
     }
-}
-
-async fn current_role(tx: &TenantTx<'_>, user: UserId) -> Result<Option<Role>> {
-    let row = tx
-        .query_opt(
-            "select role from users where tenant_id = $1 and id = $2",
-            &[tx.tenant_id().as_uuid(), user.as_uuid()],
-        )
-        .await?;
-    row.map(|row| Role::from_db(row.try_get("role")?))
-        .transpose()
 }
 
 /// The token of a single `Authorization: Bearer <token>` header.

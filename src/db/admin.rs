@@ -10,9 +10,9 @@
 //! readable and writable ([`AdminDb::query`]).
 
 use deadpool_postgres::Pool;
-use tokio_postgres::{IsolationLevel, Row, types::ToSql};
+use tokio_postgres::{Row, types::ToSql};
 
-use super::{Db, Expect, TenantTx, settle};
+use super::{Binding, Db, Expect, Isolation, TenantTx, settle};
 use crate::{config::DatabaseSettings, error::Result, tenant::TenantId};
 
 /// A pool of admin-role connections.
@@ -53,14 +53,19 @@ impl AdminDb {
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.db
-            .bound(
-                tenant,
-                Expect::Any,
-                IsolationLevel::ReadCommitted,
-                None,
-                work,
-            )
+            .bound(Self::binding(tenant, Isolation::ReadCommitted), work)
             .await
+    }
+
+    /// An operator's binding: any status, no plan limits, no user.
+    fn binding(tenant: TenantId, isolation: Isolation) -> Binding<'static> {
+        Binding {
+            tenant,
+            expect: Expect::Any,
+            isolation,
+            limits: None,
+            user: None,
+        }
     }
 
     /// Like [`AdminDb::with_tenant`], but every statement sees the same
@@ -72,13 +77,7 @@ impl AdminDb {
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.db
-            .bound(
-                tenant,
-                Expect::Any,
-                IsolationLevel::RepeatableRead,
-                None,
-                work,
-            )
+            .bound(Self::binding(tenant, Isolation::RepeatableRead), work)
             .await
     }
 }

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quotas",
         sql: include_str!("../../sql/migrations/V3__quotas.sql"),
     },
+    Migration {
+        version: 4,
+        name: "bind_tenant",
+        sql: include_str!("../../sql/migrations/V4__bind_tenant.sql"),
+    },
 ];
 
 /// Passwords for the login roles. Each one given makes its role LOGIN with it.

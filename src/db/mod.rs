@@ -19,7 +19,8 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::{NoTls, types::ToSql};
+use uuid::Uuid;
 
 use self::share::TenantShares;
 pub use self::tenant_tx::TenantTx;
@@ -30,16 +31,34 @@ use crate::{
     tenant::{Tenant, TenantId},
 };
 
-/// Sets the tenant, the statement timeout and the tenant's quotas for the
-/// current transaction only (`is_local = true`) and reads the tenant's
-/// status, in one round trip. The settings are cleared by COMMIT or ROLLBACK,
-/// so nothing carries over to the next user of the connection; the status
-/// makes a suspension (or a purge) apply to the next request on every
-/// instance, whatever their caches say. The quotas are read by the
-/// `count_tenant_rows` trigger ('' is none).
-const BIND_TRANSACTION_SQL: &str = "select set_config('app.tenant_id', $1, true), \
-     set_config('statement_timeout', $2, true), set_config('app.max_users', $3, true), \
-     set_config('app.max_notes', $4, true), tenant_state($5)";
+/// The first statement of every tenant transaction, sent in the same round
+/// trip as its `BEGIN` (see [`Db::bound`]). `bind_tenant` (V4 migration) sets
+/// the tenant with `SET LOCAL`, the statement timeout and the quotas
+/// transaction-locally, and answers the tenant's status and the given
+/// user's role. Everything it sets ends with the transaction, so nothing
+/// carries over to the next user of the connection; the status makes a
+/// suspension (or a purge) apply to the next request on every instance,
+/// whatever their caches say.
+const BIND_TENANT_SQL: &str =
+    "select tenant_status, user_role from bind_tenant($1, $2, $3, $4, $5)";
+
+/// The isolation level of a tenant transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Every request.
+    ReadCommitted,
+    /// Exports: every statement sees the same snapshot.
+    RepeatableRead,
+}
+
+impl Isolation {
+    fn begin(self) -> &'static str {
+        match self {
+            Self::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Self::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        }
+    }
+}
 
 /// What a tenant transaction expects of its tenant's registry row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +76,8 @@ enum Expect {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// `statement_timeout` for transactions without a plan (operator tools),
-    /// in milliseconds, as text.
-    statement_timeout_ms: String,
+    /// `statement_timeout` for transactions without a plan (operator tools).
+    statement_timeout: Duration,
     /// Each tenant's share of the pool.
     shares: Arc<TenantShares>,
 }
@@ -76,7 +94,7 @@ impl Db {
     fn connect_as(settings: &DatabaseSettings, variable: &str) -> anyhow::Result<Self> {
         Ok(Self {
             pool: build_pool(settings, variable)?,
-            statement_timeout_ms: settings.statement_timeout.as_millis().to_string(),
+            statement_timeout: settings.statement_timeout,
             shares: Arc::new(TenantShares::new(
                 settings.pool_size,
                 settings.tenant_queue_timeout,
@@ -123,19 +141,31 @@ impl Db {
         tenant: &Tenant,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.with_tenant_user(tenant, None, work).await
+    }
+
+    /// Like [`Db::with_tenant`], and reads the role of `user` in the same
+    /// statement that binds the transaction ([`TenantTx::user_role`]): the
+    /// caller learns whether the user still exists without another round trip.
+    pub async fn with_tenant_user<T>(
+        &self,
+        tenant: &Tenant,
+        user: Option<&Uuid>,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let limits = tenant.policy().limits();
         let _share = self
             .shares
             .acquire(tenant.id(), limits.max_db_connections)
             .await?;
-        self.bound(
-            tenant.id(),
-            Expect::Active,
-            IsolationLevel::ReadCommitted,
-            Some(limits),
-            work,
-        )
-        .await
+        let binding = Binding {
+            tenant: tenant.id(),
+            expect: Expect::Active,
+            isolation: Isolation::ReadCommitted,
+            limits: Some(limits),
+            user,
+        };
+        self.bound(binding, work).await
     }
 
     /// Like [`Db::with_tenant`], for a tenant that `work` creates (onboarding):
@@ -147,14 +177,14 @@ impl Db {
         limits: &TenantLimits,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.bound(
+        let binding = Binding {
             tenant,
-            Expect::New,
-            IsolationLevel::ReadCommitted,
-            Some(limits),
-            work,
-        )
-        .await
+            expect: Expect::New,
+            isolation: Isolation::ReadCommitted,
+            limits: Some(limits),
+            user: None,
+        };
+        self.bound(binding, work).await
     }
 
     /// Forgets idle tenants' shares of the pool (see [`share`]).
@@ -168,70 +198,65 @@ impl Db {
         self.shares.len()
     }
 
-    /// The one place a [`TenantTx`] is made: a transaction at `isolation`,
-    /// bound to `tenant`, whose status is checked against `expect`, under the
-    /// statement timeout and quotas of `limits` (none: the pool's timeout and
-    /// no quotas, for operators).
+    /// The one place a [`TenantTx`] is made: a transaction bound as
+    /// `binding` says, then `work`, then COMMIT.
+    ///
+    /// `BEGIN` and the bind statement go out together (tokio-postgres sends
+    /// requests in the order they are first polled, and `join!` polls in
+    /// order), so binding costs one round trip; the server runs them in that
+    /// order, so no statement of `work` can run before the tenant is set.
+    /// If the future is dropped mid-transaction (a cancelled request), the
+    /// connection is closed rather than returned to the pool: the server
+    /// rolls back, and no later request can inherit an open transaction.
     async fn bound<T>(
         &self,
-        tenant: TenantId,
-        expect: Expect,
-        isolation: IsolationLevel,
-        limits: Option<&TenantLimits>,
+        binding: Binding<'_>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut client = self.pool.get().await?;
-        let outcome = self
-            .in_transaction(&mut client, tenant, expect, isolation, limits, work)
-            .await;
+        let checkout = Checkout(Some(self.pool.get().await?));
+        let outcome = match checkout.client() {
+            Some(client) => self.in_transaction(client, &binding, work).await,
+            None => Err(anyhow::anyhow!("the checked-out connection is gone").into()),
+        };
         if let Err(error) = &outcome {
             forget_stale_plans(&self.pool, error);
         }
-        settle(client, outcome)
+        checkout.finish(outcome).await
     }
 
     async fn in_transaction<T>(
         &self,
-        client: &mut Object,
-        tenant: TenantId,
-        expect: Expect,
-        isolation: IsolationLevel,
-        limits: Option<&TenantLimits>,
+        client: &Object,
+        binding: &Binding<'_>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let quota = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
-        let (timeout_ms, max_users, max_notes) = match limits {
+        let tenant = binding.tenant;
+        let quota = |value: Option<u64>| value.and_then(|n| i64::try_from(n).ok());
+        let (timeout_ms, max_users, max_notes) = match binding.limits {
             Some(limits) => (
-                limits.statement_timeout.as_millis().to_string(),
+                limits.statement_timeout.as_millis(),
                 quota(limits.max_users),
                 quota(limits.max_notes),
             ),
-            None => (
-                self.statement_timeout_ms.clone(),
-                String::new(),
-                String::new(),
-            ),
+            None => (self.statement_timeout.as_millis(), None, None),
         };
-        let transaction = client
-            .build_transaction()
-            .isolation_level(isolation)
-            .start()
-            .await?;
-        let bind = transaction.prepare_cached(BIND_TRANSACTION_SQL).await?;
-        let row = transaction
-            .query_one(
-                &bind,
-                &[
-                    &tenant.to_string(),
-                    &timeout_ms,
-                    &max_users,
-                    &max_notes,
-                    tenant.as_uuid(),
-                ],
-            )
-            .await?;
-        let state: Option<String> = row.try_get(4)?;
-        match (expect, state.as_deref()) {
+        let timeout_ms = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
+        let bind = client.prepare_cached(BIND_TENANT_SQL).await?;
+        let params: [&(dyn ToSql + Sync); 5] = [
+            tenant.as_uuid(),
+            &timeout_ms,
+            &max_users,
+            &max_notes,
+            &binding.user,
+        ];
+        let (begun, bound) = tokio::join!(
+            client.batch_execute(binding.isolation.begin()),
+            client.query_one(&bind, &params),
+        );
+        begun?;
+        let row = bound?;
+        let state: Option<String> = row.try_get("tenant_status")?;
+        match (binding.expect, state.as_deref()) {
             (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
             (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
             (Expect::Active, None) => return Err(ApiError::UnknownTenant),
@@ -242,10 +267,59 @@ impl Db {
                 return Err(anyhow::anyhow!("tenant {tenant} has unknown status {other:?}").into());
             }
         }
-        let tx = TenantTx::new(transaction, tenant);
+        let tx = TenantTx::new(client, tenant, row.try_get("user_role")?);
         let value = work(&tx).await?;
-        tx.commit().await?;
+        client.batch_execute("COMMIT").await?;
         Ok(value)
+    }
+}
+
+/// How a tenant transaction is bound.
+struct Binding<'a> {
+    tenant: TenantId,
+    expect: Expect,
+    isolation: Isolation,
+    /// The plan's statement timeout and quotas; none for operators (the
+    /// pool's statement timeout, no quotas).
+    limits: Option<&'a TenantLimits>,
+    /// A user whose role the transaction reads as it binds.
+    user: Option<&'a Uuid>,
+}
+
+/// A connection checked out for one tenant transaction. Dropped before
+/// [`Checkout::finish`] (the request was cancelled mid-transaction), it
+/// closes the connection instead of returning it to the pool.
+struct Checkout(Option<Object>);
+
+impl Checkout {
+    fn client(&self) -> Option<&Object> {
+        self.0.as_ref()
+    }
+
+    /// Ends the checkout after `outcome`: a failed transaction is rolled
+    /// back first; a connection that is broken, or cannot roll back, is
+    /// closed instead of returned to the pool.
+    async fn finish<T>(mut self, outcome: Result<T>) -> Result<T> {
+        let Some(client) = self.0.take() else {
+            return outcome;
+        };
+        if let Err(error) = &outcome {
+            let usable =
+                !error.is_connection_broken() && client.batch_execute("ROLLBACK").await.is_ok();
+            if !usable {
+                tracing::warn!("closing a database connection that cannot be reused");
+                drop(Object::take(client));
+            }
+        }
+        outcome
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`TenantTx`]: a transaction already bound to one tenant.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Object;
 use tokio_postgres::{Row, RowStream, types::ToSql};
 
 use crate::tenant::TenantId;
@@ -13,22 +13,28 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 ///
 /// It deliberately exposes only parameterised, prepared statements: no
 /// `batch_execute`, no raw `BEGIN`/`COMMIT`, nothing that could change the
-/// tenant or end the transaction early.
+/// tenant or end the transaction early. [`super::Db`] opens and ends the
+/// transaction around it.
 pub struct TenantTx<'a> {
-    transaction: Transaction<'a>,
+    client: &'a Object,
     tenant: TenantId,
+    user_role: Option<String>,
 }
 
 impl<'a> TenantTx<'a> {
-    pub(super) fn new(transaction: Transaction<'a>, tenant: TenantId) -> Self {
+    pub(super) fn new(client: &'a Object, tenant: TenantId, user_role: Option<String>) -> Self {
         Self {
-            transaction,
+            client,
             tenant,
+            user_role,
         }
     }
 
-    pub(super) async fn commit(self) -> Result<(), tokio_postgres::Error> {
-        self.transaction.commit().await
+    /// The role of the user named when the transaction was bound
+    /// ([`super::Db::with_tenant_user`]), read in that same statement; `None`
+    /// if no user was named or the tenant has no such user.
+    pub fn user_role(&self) -> Option<&str> {
+        self.user_role.as_deref()
     }
 
     /// The tenant this transaction is bound to. Queries also filter on it
@@ -44,8 +50,8 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let statement = self.transaction.prepare_cached(sql).await?;
-        self.transaction.query(&statement, params).await
+        let statement = self.client.prepare_cached(sql).await?;
+        self.client.query(&statement, params).await
     }
 
     /// Runs a statement that returns exactly one row.
@@ -54,8 +60,8 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Row, tokio_postgres::Error> {
-        let statement = self.transaction.prepare_cached(sql).await?;
-        self.transaction.query_one(&statement, params).await
+        let statement = self.client.prepare_cached(sql).await?;
+        self.client.query_one(&statement, params).await
     }
 
     /// Runs a statement that returns at most one row.
@@ -64,8 +70,8 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let statement = self.transaction.prepare_cached(sql).await?;
-        self.transaction.query_opt(&statement, params).await
+        let statement = self.client.prepare_cached(sql).await?;
+        self.client.query_opt(&statement, params).await
     }
 
     /// Runs a statement and streams its rows as they arrive, for results too
@@ -75,8 +81,8 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<RowStream, tokio_postgres::Error> {
-        let statement = self.transaction.prepare_cached(sql).await?;
-        self.transaction
+        let statement = self.client.prepare_cached(sql).await?;
+        self.client
             .query_raw(&statement, params.iter().map(|param| *param as &dyn ToSql))
             .await
     }
@@ -87,7 +93,7 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
-        let statement = self.transaction.prepare_cached(sql).await?;
-        self.transaction.execute(&statement, params).await
+        let statement = self.client.prepare_cached(sql).await?;
+        self.client.execute(&statement, params).await
     }
 }

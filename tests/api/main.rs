@@ -23,6 +23,7 @@ mod offboarding;
 mod onboarding;
 mod openapi;
 mod operations;
+mod plans;
 mod resilience;
 mod source;
 mod tenancy;

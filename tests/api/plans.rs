@@ -1,0 +1,248 @@
+//! Query plan gates: every tenant query the request path sends, planned as
+//! the runtime role with a tenant set, against a database at benchmark scale,
+//! reaches its rows through an index whose condition includes `tenant_id`,
+//! and never scans a tenant table sequentially. A query that would only be
+//! fast thanks to an unindexed policy, or a missing predicate, fails here.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::helpers::{TestApp, connect, spawn_app};
+
+const TENANT_TABLES: [&str; 4] = ["users", "notes", "audit_events", "usage_counters"];
+/// Benchmark scale, kept small enough for CI: 1,000 tenants, 100,000 notes.
+const TENANTS: i32 = 1_000;
+const NOTES_PER_TENANT: i32 = 100;
+
+/// Every SQL string literal of the request path (`src/api` except the
+/// operator API, `src/auth`, `src/audit.rs`) that reads or writes a tenant
+/// table. `{NAME}` placeholders of `format!` strings (a column list) become `*`.
+fn request_path_statements() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("src/audit.rs")];
+    for dir in ["src/api", "src/auth"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|name| name != "admin.rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut statements = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for literal in string_literals(&text) {
+            let sql = literal.split_whitespace().collect::<Vec<_>>().join(" ");
+            let lower = sql.to_lowercase();
+            let is_statement = ["select ", "insert ", "update ", "delete "]
+                .iter()
+                .any(|verb| lower.starts_with(verb));
+            let touches_tenant_table = TENANT_TABLES.iter().any(|table| {
+                lower.contains(&format!("from {table}"))
+                    || lower.contains(&format!("into {table}"))
+                    || lower.contains(&format!("update {table}"))
+            });
+            if is_statement && touches_tenant_table {
+                statements.push((name.clone(), replace_placeholders(&sql)));
+            }
+        }
+    }
+    statements
+}
+
+/// The contents of every `"..."` literal in Rust source (no raw strings).
+fn string_literals(text: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut literal = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        literal.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => break,
+                other => literal.push(other),
+            }
+        }
+        literals.push(literal);
+    }
+    literals
+}
+
+fn replace_placeholders(sql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push('*');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Fills the test database as the superuser: `TENANTS` tenants, each with
+/// three users, `NOTES_PER_TENANT` notes and twenty audit events.
+async fn fill_to_benchmark_scale(app: &TestApp) {
+    app.admin
+        .batch_execute(&format!(
+            "insert into tenants (id, slug, name, plan)
+               select gen_random_uuid(), 'tenant-' || n, 'Tenant ' || n, 'free'
+               from generate_series(1, {TENANTS}) n;
+             insert into users (tenant_id, id, username, email, password_hash, role)
+               select t.id, gen_random_uuid(), 'user-' || u, 'user-' || u || '@mail.test', 'x', 'member'
+               from tenants t, generate_series(1, 3) u;
+             insert into notes (tenant_id, id, user_id, content)
+               select u.tenant_id, gen_random_uuid(), u.id, 'note ' || n
+               from users u, generate_series(1, {NOTES_PER_TENANT} / 3) n;
+             insert into audit_events (tenant_id, id, actor_kind, action)
+               select t.id, gen_random_uuid(), 'anonymous', 'login.failed'
+               from tenants t, generate_series(1, 20) n;
+             analyze;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// The plan of `sql` as the runtime role with a tenant set, as the generic
+/// plan that prepared statements settle on (parameters unknown).
+async fn generic_plan(runtime: &Client, tenant: &str, sql: &str) -> Value {
+    let parameters = (1..=20).filter(|n| sql.contains(&format!("${n}"))).count();
+    let nulls = vec!["null"; parameters].join(", ");
+    let execute = if parameters == 0 {
+        "execute gated".to_owned()
+    } else {
+        format!("execute gated({nulls})")
+    };
+    runtime
+        .batch_execute(&format!(
+            "begin; select set_config('app.tenant_id', '{tenant}', true);
+             set local plan_cache_mode = force_generic_plan;
+             prepare gated as {sql}"
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("prepare {sql}: {error}"));
+    let row = runtime
+        .query_one(&format!("explain (format json) {execute}"), &[])
+        .await
+        .unwrap_or_else(|error| panic!("explain {sql}: {error}"));
+    runtime
+        .batch_execute("deallocate gated; rollback")
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// What is wrong with `plan` (a JSON plan node, recursively): sequential
+/// scans of tenant tables, and index scans of them without `tenant_id` in
+/// the index condition.
+fn plan_problems(plan: &Value, problems: &mut Vec<String>) {
+    let node = plan["Node Type"].as_str().unwrap_or_default();
+    let relation = plan["Relation Name"].as_str().unwrap_or_default();
+    let tenant_indexed = plan["Index Cond"]
+        .as_str()
+        .is_some_and(|cond| cond.contains("tenant_id"));
+    let on_tenant_table = TENANT_TABLES.contains(&relation);
+    match node {
+        "Seq Scan" if on_tenant_table => {
+            problems.push(format!("sequential scan of {relation}"));
+        }
+        "Index Scan" | "Index Only Scan" if on_tenant_table && !tenant_indexed => {
+            problems.push(format!(
+                "{node} of {relation} without tenant_id in its index condition"
+            ));
+        }
+        "Bitmap Index Scan" if !tenant_indexed => {
+            problems.push(format!("bitmap index scan without tenant_id: {plan}"));
+        }
+        _ => {}
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        plan_problems(child, problems);
+    }
+}
+
+fn problems_of(explained: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    plan_problems(&explained[0]["Plan"], &mut problems);
+    problems
+}
+
+#[tokio::test]
+async fn every_request_path_query_uses_a_tenant_index_at_benchmark_scale() {
+    let statements = request_path_statements();
+    // notes: get, list (two pages), create, update, delete; users: login,
+    // register, me, list (two pages), remove; usage; audit: record, pages.
+    assert!(
+        statements.len() >= 15,
+        "found only {} statements: {statements:#?}",
+        statements.len()
+    );
+    let app = spawn_app().await;
+    fill_to_benchmark_scale(&app).await;
+    let tenant: String = app
+        .admin
+        .query_one(
+            "select id::text from tenants where slug = 'tenant-500'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let runtime = app.connect_as_runtime_role().await;
+    let mut failures = Vec::new();
+    for (file, sql) in &statements {
+        let plan = generic_plan(&runtime, &tenant, sql).await;
+        for problem in problems_of(&plan) {
+            failures.push(format!("{file}: {sql}\n    {problem}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn the_plan_gate_catches_a_scan_that_ignores_the_tenant() {
+    // The checker itself, on plans that must fail it: a superuser bypasses
+    // RLS, so without a tenant predicate the notes are scanned whole, or
+    // read through an index that does not start with tenant_id.
+    let app = spawn_app().await;
+    fill_to_benchmark_scale(&app).await;
+    let superuser = connect(&app.cluster.superuser_on(&app.dbname)).await;
+    let explain = async |sql: &str| -> Value {
+        superuser
+            .query_one(&format!("explain (format json) {sql}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let whole = explain("select id from notes where content = 'x'").await;
+    assert_eq!(problems_of(&whole), ["sequential scan of notes"]);
+
+    superuser
+        .batch_execute("create index notes_content_idx on notes (content); analyze notes")
+        .await
+        .unwrap();
+    let untenanted = explain("select id from notes where content = 'note 7'").await;
+    let problems = problems_of(&untenanted);
+    assert!(
+        !problems.is_empty() && problems.iter().all(|p| p.contains("without tenant_id")),
+        "{problems:?}"
+    );
+}
