@@ -6,9 +6,9 @@
 //! 1. [`startup`] layers: request id, tracing, JSON errors, timeout, body limit.
 //! 2. [`tenant`]: the Host is canonicalised and resolved to a tenant through
 //!    the registry (cached); unknown hosts are a 404 before anything else.
-//!    The tenant's request rate is checked there too ([`limits`]): a
-//!    limited request is refused before it reaches the database.
-//! 3. [`auth`]: the bearer token is verified for that tenant only.
+//! 3. [`auth`]: the bearer token is verified for that tenant only, and the
+//!    request counted against the tenant's rate ([`limits`]): a limited
+//!    request is refused before it reaches the database.
 //! 4. [`api`] handlers validate input into [`domain`] types.
 //! 5. [`db::Db::with_tenant`] opens a transaction, sets `app.tenant_id`
 //!    transaction-locally, and hands out a [`db::TenantTx`], the only type

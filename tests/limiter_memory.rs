@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tenantry::{
     config::{ClientLimitSettings, LimitSettings},
-    limits::{Limits, LimitsDocument},
+    limits::{Bucket, Limits, LimitsDocument},
     tenant::{TenantId, TenantRecord, TenantStatus},
 };
 use uuid::Uuid;
@@ -73,7 +73,7 @@ fn idle_limiter_keys_are_swept_and_the_heap_returns_to_its_baseline() {
         .admit("login", &headers, Some(peer))
         .expect("admitted");
     policy
-        .admit(TenantId::from_uuid(Uuid::nil()))
+        .admit(TenantId::from_uuid(Uuid::nil()), Bucket::SignedIn)
         .expect("admitted");
     std::thread::sleep(Duration::from_millis(10));
     limits.sweep();
@@ -95,7 +95,10 @@ fn idle_limiter_keys_are_swept_and_the_heap_returns_to_its_baseline() {
             .admit("login", &headers, Some(peer))
             .expect("admitted");
         policy
-            .admit(TenantId::from_uuid(Uuid::from_u128(u128::from(n) + 1)))
+            .admit(
+                TenantId::from_uuid(Uuid::from_u128(u128::from(n) + 1)),
+                Bucket::SignedIn,
+            )
             .expect("admitted");
     }
     let grown = live_bytes() - baseline;

@@ -10,6 +10,11 @@
 -- and app.max_notes, which the service sets from the tenant's plan when it
 -- binds the transaction (src/db/mod.rs); unset or '' means no quota (the
 -- operator tools: an import restores whatever the file holds).
+--
+-- The backfill lifts FORCE on users and notes, which locks them (ACCESS
+-- EXCLUSIVE) until this migration commits, while it counts their rows: give
+-- up rather than queue every request behind a long-running transaction.
+set local lock_timeout = '5s';
 
 create table usage_counters (
     tenant_id uuid not null,

@@ -26,7 +26,7 @@ use crate::{
         client::{ClientThrottle, Login, Register},
     },
     startup::AppState,
-    tenant::{Tenant, TenantRecord},
+    tenant::{PublicTenant, TenantRecord},
 };
 
 /// Sign-up and sign-in bodies are tiny; refusing big ones early bounds the
@@ -141,7 +141,7 @@ impl UserBody {
 )]
 async fn register(
     _throttle: ClientThrottle<Register>,
-    tenant: Tenant,
+    PublicTenant(tenant): PublicTenant,
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<NewUserRequest>,
@@ -226,7 +226,7 @@ struct TokenBody {
 )]
 async fn login(
     _throttle: ClientThrottle<Login>,
-    tenant: Tenant,
+    PublicTenant(tenant): PublicTenant,
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,

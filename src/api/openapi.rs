@@ -174,10 +174,15 @@ fn add_shared_errors(openapi: &mut openapi::OpenApi) {
                 ]),
                 _ => {}
             }
-            if is_client_limited(operation) {
+            if is_client_limited(operation) && host_of(operation) == Some("apex") {
                 shared.push((
                     "429",
-                    "Too many requests from this client address (`rate_limited`) or for this tenant (`rate_limited`, `tenant_busy`): retry after `Retry-After` seconds",
+                    "Too many requests from this client address (`rate_limited`): retry after `Retry-After` seconds",
+                ));
+            } else if is_client_limited(operation) {
+                shared.push((
+                    "429",
+                    "Too many requests from this client address, or too many sign-ins and registrations for this tenant (`rate_limited`), or the tenant holds every database connection its plan allows (`tenant_busy`): retry after `Retry-After` seconds",
                 ));
             } else if host_of(operation) == Some("tenant") {
                 shared.push((

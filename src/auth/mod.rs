@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     db::{Db, TenantTx},
     error::{ApiError, Result},
+    limits::Bucket,
     startup::AppState,
     tenant::Tenant,
 };
@@ -98,6 +99,9 @@ impl FromRequestParts<AppState> for AuthUser {
             tracing::debug!(?reason, tenant.id = %tenant.id(), "access token rejected");
             ApiError::Unauthorized
         })?;
+        // Only now, with a valid token, does the request count against the
+        // tenant's rate: nobody can use up its users' budget without one.
+        tenant.charge(parts, Bucket::SignedIn)?;
         let id = UserId::from_uuid(claims.sub);
         tracing::Span::current().record("user.id", tracing::field::display(id));
         Ok(Self {

@@ -61,16 +61,19 @@ impl TenantShares {
         }
     }
 
-    /// The tenant's semaphore of `size` permits. A tenant whose plan changed
-    /// gets a new one; requests holding the old one finish with it.
+    /// The tenant's semaphore, of `size` permits or more. A larger size
+    /// (a plan upgrade) grows it at once. A smaller one applies once the
+    /// tenant is idle and its semaphore swept: replacing it while requests
+    /// hold permits would let the tenant hold both sets at once.
     fn semaphore(&self, tenant: TenantId, size: usize) -> Result<Arc<Semaphore>> {
         let mut semaphores = self
             .semaphores
             .lock()
             .map_err(|_| anyhow::anyhow!("the tenant share map was poisoned"))?;
         let share = semaphores.entry(tenant).or_insert_with(|| Share::new(size));
-        if share.size != size {
-            *share = Share::new(size);
+        if size > share.size {
+            share.semaphore.add_permits(size - share.size);
+            share.size = size;
         }
         Ok(Arc::clone(&share.semaphore))
     }
@@ -133,5 +136,17 @@ mod tests {
         assert_eq!(shares.len(), 10_002);
         shares.sweep();
         assert_eq!(shares.len(), 2, "only tenants holding slots are kept");
+    }
+
+    #[tokio::test]
+    async fn a_changing_share_size_never_lets_a_tenant_hold_more_than_the_largest() {
+        let shares = TenantShares::new(10, Duration::from_millis(20));
+        let mut held = Vec::new();
+        for size in [2, 3, 2, 3, 2, 3, 2, 3] {
+            if let Ok(permit) = shares.acquire(tenant(1), size).await {
+                held.push(permit);
+            }
+        }
+        assert_eq!(held.len(), 3);
     }
 }

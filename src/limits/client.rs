@@ -79,19 +79,26 @@ impl ClientLimiter {
     }
 
     /// Counts one request to `route` from the client of `headers` / `peer`.
+    /// A forwarded entry that a trusted proxy should have written but is not
+    /// an address is a 400: keying such requests on the proxy's own address
+    /// would put every client in one bucket.
     pub fn admit(
         &self,
         route: &'static str,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<super::RateLimitStatus, ApiError> {
-        let Some(client) = client_address(headers, peer, self.trusted_proxy_hops) else {
-            // Only in-process callers have no peer; nothing to key on.
-            return Err(ApiError::Unexpected(anyhow::anyhow!(
+        match client_address(headers, peer, self.trusted_proxy_hops) {
+            Ok(Some(client)) => self.requests.check(&(route, client_key(client))),
+            Ok(None) => Err(ApiError::Unexpected(anyhow::anyhow!(
+                // Our accept loop records every peer; only an in-process
+                // caller could get here.
                 "no client address to rate-limit on"
-            )));
-        };
-        self.requests.check(&(route, client_key(client)))
+            ))),
+            Err(MalformedForwardedFor) => Err(ApiError::BadRequest(
+                "the X-Forwarded-For header is malformed".to_owned(),
+            )),
+        }
     }
 
     pub(super) fn sweep(&self) {
@@ -103,34 +110,44 @@ impl ClientLimiter {
     }
 }
 
-/// The client's address: see the module docs.
+/// The trusted proxy's entry in `X-Forwarded-For` is not an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedForwardedFor;
+
+/// The client's address (see the module docs): `None` only without any
+/// forwarded entry and without a peer.
 pub fn client_address(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
     trusted_proxy_hops: usize,
-) -> Option<IpAddr> {
+) -> Result<Option<IpAddr>, MalformedForwardedFor> {
     let peer = peer.map(|peer| peer.ip());
     if trusted_proxy_hops == 0 {
-        return peer;
+        return Ok(peer);
     }
-    // Repeated headers form one list, in order (RFC 9110 §5.3).
-    let entries: Vec<&str> = headers
+    // Repeated headers form one list, in order (RFC 9110 §5.3). Entries are
+    // split as bytes: a client's non-ASCII entry must not hide the ones the
+    // proxies appended after it.
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
     let chosen = match entries.len().checked_sub(trusted_proxy_hops) {
         Some(index) => entries.get(index),
         None => entries.first(),
     };
-    chosen.and_then(|entry| parse_entry(entry)).or(peer)
+    match chosen {
+        None => Ok(peer),
+        Some(entry) => parse_entry(entry).map(Some).ok_or(MalformedForwardedFor),
+    }
 }
 
 /// An address as proxies write it: bare, or with a port (`1.2.3.4:80`,
 /// `[2001:db8::1]:443`).
-fn parse_entry(entry: &str) -> Option<IpAddr> {
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?;
     entry
         .parse::<IpAddr>()
         .or_else(|_| entry.parse::<SocketAddr>().map(|address| address.ip()))
@@ -177,6 +194,8 @@ impl<R: CostlyRoute> FromRequestParts<AppState> for ClientThrottle<R> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -190,7 +209,9 @@ mod tests {
     const PEER: &str = "10.0.0.1:4000";
 
     fn address(values: &[&str], hops: usize) -> Option<String> {
-        client_address(&forwarded(values), PEER.parse().ok(), hops).map(|ip| ip.to_string())
+        client_address(&forwarded(values), PEER.parse().ok(), hops)
+            .expect("well-formed")
+            .map(|ip| ip.to_string())
     }
 
     #[test]
@@ -207,9 +228,10 @@ mod tests {
             (&["203.0.113.9, 34.1.2.3"], 2, "203.0.113.9"),
             // Fewer entries than hops: all were added by trusted proxies.
             (&["203.0.113.9"], 2, "203.0.113.9"),
-            // Nothing usable: the peer.
+            // No forwarded entry at all: the peer.
             (&[], 1, "10.0.0.1"),
-            (&["1.1.1.1, not-an-address"], 1, "10.0.0.1"),
+            // The client's own garbage is to the left of what counts.
+            (&["not-an-address, 203.0.113.9"], 1, "203.0.113.9"),
             // Ports and brackets as some proxies write them.
             (&["203.0.113.9:5555"], 1, "203.0.113.9"),
             (&["[2001:db8::1]:443"], 1, "2001:db8::1"),
@@ -221,6 +243,25 @@ mod tests {
                 "{values:?} with {hops} hops"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_trusted_entry_is_refused_whatever_the_client_sent_before_it() {
+        let peer = PEER.parse().ok();
+        let garbage = forwarded(&["1.1.1.1, not-an-address"]);
+        assert_eq!(
+            client_address(&garbage, peer, 1),
+            Err(MalformedForwardedFor)
+        );
+        let mut non_ascii = HeaderMap::new();
+        non_ascii.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 203.0.113.7").expect("opaque bytes are allowed"),
+        );
+        assert_eq!(
+            client_address(&non_ascii, peer, 1),
+            Ok(Some("203.0.113.7".parse().expect("v4")))
+        );
     }
 
     #[test]

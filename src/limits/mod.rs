@@ -3,7 +3,7 @@
 //!
 //! | limit                              | keyed by        | enforced                                   | answer |
 //! |------------------------------------|-----------------|--------------------------------------------|--------|
-//! | requests per second and burst      | tenant          | the [`crate::tenant::Tenant`] extractor, before any tenant transaction | 429 `rate_limited` |
+//! | requests per second and burst      | tenant          | once the token is verified ([`crate::auth::AuthUser`]); sign-in and registration in a bucket of their own ([`crate::tenant::PublicTenant`]); before any tenant transaction | 429 `rate_limited` |
 //! | login, register, onboarding        | client address  | [`client::ClientThrottle`], before the tenant is even looked up | 429 `rate_limited` |
 //! | concurrent tenant transactions     | tenant          | [`crate::db::Db::with_tenant`]             | 429 `tenant_busy` |
 //! | `statement_timeout`                | transaction     | [`crate::db::Db::with_tenant`]             | 503 `unavailable` |
@@ -42,21 +42,39 @@ use crate::{
     tenant::{TenantId, TenantRecord},
 };
 
-/// A tenant's limits, and the limiter of its request rate.
+/// Which of a tenant's two request budgets a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Requests with a valid token of the tenant, counted once the token is
+    /// verified: nobody without one can use up the signed-in users' budget.
+    SignedIn,
+    /// Sign-in and registration, before anyone is authenticated.
+    Anonymous,
+}
+
+/// A tenant's limits, and the limiters of its request rate: one budget for
+/// its signed-in users, one of the same size for anonymous requests.
 pub struct TenantPolicy {
     limits: TenantLimits,
-    requests: RequestLimiter<TenantId>,
+    signed_in: RequestLimiter<TenantId>,
+    anonymous: RequestLimiter<TenantId>,
 }
 
 impl TenantPolicy {
     fn new(limits: TenantLimits, instances: u32) -> Self {
-        let requests = RequestLimiter::new(
-            Duration::from_secs(1),
-            limits.requests_per_second,
-            limits.burst,
-            instances,
-        );
-        Self { limits, requests }
+        let limiter = || {
+            RequestLimiter::new(
+                Duration::from_secs(1),
+                limits.requests_per_second,
+                limits.burst,
+                instances,
+            )
+        };
+        Self {
+            signed_in: limiter(),
+            anonymous: limiter(),
+            limits,
+        }
     }
 
     /// What the tenant may use.
@@ -64,10 +82,17 @@ impl TenantPolicy {
         &self.limits
     }
 
-    /// Counts one request of `tenant` against its rate: the status for the
-    /// response headers, or a 429.
-    pub fn admit(&self, tenant: TenantId) -> Result<RateLimitStatus, ApiError> {
-        self.requests.check(&tenant)
+    /// Counts one request of `tenant` against its `bucket`: the status for
+    /// the response headers, or a 429.
+    pub fn admit(&self, tenant: TenantId, bucket: Bucket) -> Result<RateLimitStatus, ApiError> {
+        match bucket {
+            Bucket::SignedIn => self.signed_in.check(&tenant),
+            Bucket::Anonymous => self.anonymous.check(&tenant),
+        }
+    }
+
+    fn limiters(&self) -> [&RequestLimiter<TenantId>; 2] {
+        [&self.signed_in, &self.anonymous]
     }
 }
 
@@ -144,8 +169,8 @@ impl Limits {
     /// are full again), so that memory follows the number of recently active
     /// tenants and clients, not of every key ever seen.
     pub fn sweep(&self) {
-        for policy in self.policies() {
-            policy.requests.sweep();
+        for limiter in self.policies().flat_map(|policy| policy.limiters()) {
+            limiter.sweep();
         }
         self.clients.sweep();
     }
@@ -159,7 +184,11 @@ impl Limits {
 
     /// Keys currently remembered by all limiters (a gauge for tests and logs).
     pub fn tracked_keys(&self) -> usize {
-        let tenants: usize = self.policies().map(|policy| policy.requests.len()).sum();
+        let tenants: usize = self
+            .policies()
+            .flat_map(|policy| policy.limiters())
+            .map(RequestLimiter::len)
+            .sum();
         tenants + self.clients.len()
     }
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::{Plan, Slug};
 
+/// The longest `statement_timeout_ms` accepted: a day.
+const MAX_STATEMENT_TIMEOUT_MS: u64 = 86_400_000;
+
 /// Everything a tenant may use. Quotas of `None` are unlimited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TenantLimits {
@@ -172,9 +175,19 @@ impl LimitsOverride {
             "max_db_connections must be at least 1"
         );
         ensure!(
-            self.statement_timeout_ms != Some(0),
-            "statement_timeout_ms must be at least 1 (0 would disable the timeout)"
+            self.statement_timeout_ms
+                .is_none_or(|ms| (1..=MAX_STATEMENT_TIMEOUT_MS).contains(&ms)),
+            "statement_timeout_ms must be between 1 and {MAX_STATEMENT_TIMEOUT_MS} \
+             (0 would disable the timeout)"
         );
+        for (name, quota) in [("max_users", self.max_users), ("max_notes", self.max_notes)] {
+            ensure!(
+                quota
+                    .flatten()
+                    .is_none_or(|n| n >= 1 && i64::try_from(n).is_ok()),
+                "{name} must be a positive number (at most 2^63 - 1), or null for unlimited"
+            );
+        }
         Ok(())
     }
 }
@@ -223,6 +236,18 @@ mod tests {
             ),
             (r#"{"plan": {}}"#, "unknown field"),
             ("not json", "expected"),
+            (
+                r#"{"plans": {"free": {"max_users": 0}}}"#,
+                "max_users must be a positive",
+            ),
+            (
+                r#"{"plans": {"free": {"max_notes": 9223372036854775808}}}"#,
+                "max_notes must be a positive",
+            ),
+            (
+                r#"{"plans": {"free": {"statement_timeout_ms": 3000000000}}}"#,
+                "between 1 and",
+            ),
         ];
         for (json, expected) in cases {
             let error = format!("{:#}", LimitsDocument::parse(json).expect_err(json));

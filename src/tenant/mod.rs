@@ -23,7 +23,7 @@ use uuid::Uuid;
 use self::{host::CanonicalHost, resolver::Resolution};
 use crate::{
     error::{ApiError, Result},
-    limits::{RateLimitSlot, TenantPolicy},
+    limits::{Bucket, RateLimitSlot, TenantPolicy},
     startup::AppState,
 };
 
@@ -83,9 +83,10 @@ pub struct TenantRecord {
 }
 
 /// The active tenant a request is for, and the limits of its plan.
-/// Extracting it is what lets a handler open a tenant transaction, and it
-/// counts the request against the tenant's rate limit (429 when it is used
-/// up, before the handler runs and before any tenant transaction).
+/// Extracting it is what lets a handler open a tenant transaction. It does
+/// not count the request against the tenant's rate: [`crate::auth::AuthUser`]
+/// does once the token is verified, and [`PublicTenant`] for the routes
+/// anyone may call.
 #[derive(Clone)]
 pub struct Tenant(pub TenantRecord, Arc<TenantPolicy>);
 
@@ -104,6 +105,33 @@ impl Tenant {
     /// The limits the tenant runs under.
     pub fn policy(&self) -> &TenantPolicy {
         &self.1
+    }
+
+    /// Counts the request in `parts` against the tenant's `bucket` (429 when
+    /// it is used up) and leaves the status for the response headers. Called
+    /// once per request, before any tenant transaction.
+    pub fn charge(&self, parts: &Parts, bucket: Bucket) -> Result<()> {
+        let status = self.1.admit(self.id(), bucket)?;
+        if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
+            slot.record(status);
+        }
+        Ok(())
+    }
+}
+
+/// The tenant of a route anyone may call (sign-in, registration), counted
+/// against the tenant's anonymous budget, so that anonymous traffic can
+/// never use up what its signed-in users may do.
+#[derive(Debug, Clone)]
+pub struct PublicTenant(pub Tenant);
+
+impl FromRequestParts<AppState> for PublicTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let tenant = Tenant::from_request_parts(parts, state).await?;
+        tenant.charge(parts, Bucket::Anonymous)?;
+        Ok(Self(tenant))
     }
 }
 
@@ -134,10 +162,6 @@ impl FromRequestParts<AppState> for Tenant {
             return Err(ApiError::TenantSuspended);
         }
         let policy = state.limits.policy(&record);
-        let status = policy.admit(record.id)?;
-        if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
-            slot.record(status);
-        }
         let tenant = Tenant(record, policy);
         parts.extensions.insert(tenant.clone());
         Ok(tenant)
