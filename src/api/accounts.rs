@@ -330,7 +330,7 @@ struct Usage {
 )]
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
     let (found, usage) = user
-        .transaction(&state.db, async |tx, _| {
+        .transaction(&state.db, async |tx| {
             Ok((select_user(tx, user.id).await?, select_usage(tx).await?))
         })
         .await?;

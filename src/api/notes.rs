@@ -104,9 +104,7 @@ async fn create_note(
 ) -> Result<(StatusCode, HeaderMap, Json<NoteBody>)> {
     let content = body.validate()?;
     let note = user
-        .transaction(&state.db, async |tx, _| {
-            insert_note(tx, &user, &content).await
-        })
+        .transaction(&state.db, async |tx| insert_note(tx, &user, &content).await)
         .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/notes/{}", note.id)) {
@@ -151,7 +149,7 @@ async fn get_note(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<NoteBody>> {
     let note = user
-        .transaction(&state.db, async |tx, _| select_note(tx, &user, id).await)
+        .transaction(&state.db, async |tx| select_note(tx, &user, id).await)
         .await?;
     note.map(Json).ok_or(NOTE_NOT_FOUND)
 }
@@ -184,7 +182,7 @@ async fn update_note(
 ) -> Result<Json<NoteBody>> {
     let content = body.validate()?;
     let note = user
-        .transaction(&state.db, async |tx, _| {
+        .transaction(&state.db, async |tx| {
             update_content(tx, &user, id, &content).await
         })
         .await?;
@@ -227,7 +225,7 @@ async fn delete_note(
     RequestId(request_id): RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode> {
-    user.transaction(&state.db, async |tx, _| {
+    user.transaction(&state.db, async |tx| {
         let deleted = tx
             .execute(
                 "delete from notes where tenant_id = $1 and user_id = $2 and id = $3",
@@ -275,7 +273,7 @@ async fn list_notes(
     page: Page,
 ) -> Result<Json<NotePage>> {
     let mut notes = user
-        .transaction(&state.db, async |tx, _| select_page(tx, &user, page).await)
+        .transaction(&state.db, async |tx| select_page(tx, &user, page).await)
         .await?;
     let next_cursor = page.finish(&mut notes, |note| (note.created_at, note.id));
     Ok(Json(NotePage { notes, next_cursor }))

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    db::{Db, TenantTx},
+    db::{Caller, Db, TenantTx},
     error::{ApiError, Result},
     limits::Bucket,
     startup::AppState,
@@ -113,34 +113,42 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 impl AuthUser {
-    /// Runs `work` in a transaction of the user's tenant, after confirming in
-    /// that same transaction that the user still exists (a removed user's
-    /// token authenticates nobody: 401) and reading their current role.
+    /// Runs `work` in a transaction of the user's tenant, confirming in that
+    /// same transaction that the user still exists: a removed user's token
+    /// authenticates nobody (401, and whatever `work` did is rolled back).
+    /// `work` is sent along with the check, so it costs no round trip.
     pub async fn transaction<T>(
         &self,
         db: &Db,
-        work: impl AsyncFnOnce(&TenantTx<'_>, Role) -> Result<T>,
+        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        db.with_tenant_user(&self.tenant, Some(self.id.as_uuid()), async move |tx| {
-            let role = tx.user_role().ok_or(ApiError::Unauthorized)?;
-            work(tx, Role::from_db(role)?).await
-        })
-        .await
+        let exists = |role: Option<&str>| role.map(drop).ok_or(ApiError::Unauthorized);
+        let caller = Caller {
+            user: self.id.as_uuid(),
+            admit: &exists,
+            work_before_verdict: true,
+        };
+        db.with_tenant_as(&self.tenant, Some(caller), work).await
     }
 
-    /// Like [`AuthUser::transaction`], for owners only (403 for members).
+    /// Like [`AuthUser::transaction`], for owners only: a member gets a 403,
+    /// and `work` does not even start until the user's current role is known.
     pub async fn owner_transaction<T>(
         &self,
         db: &Db,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.transaction(db, async move |tx, role| {
-            if role != Role::Owner {
-                return Err(ApiError::Forbidden("only the tenant's owner may do this"));
-            }
-            work(tx).await
-        })
-        .await
+        let owner = |role: Option<&str>| match role.map(Role::from_db).transpose()? {
+            Some(Role::Owner) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden("only the tenant's owner may do this")),
+            None => Err(ApiError::Unauthorized),
+        };
+        let caller = Caller {
+            user: self.id.as_uuid(),
+            admit: &owner,
+            work_before_verdict: false,
+        };
+        db.with_tenant_as(&self.tenant, Some(caller), work).await
     }
 }
 

@@ -64,7 +64,7 @@ impl AdminDb {
             expect: Expect::Any,
             isolation,
             limits: None,
-            user: None,
+            caller: None,
         }
     }
 

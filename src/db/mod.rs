@@ -141,16 +141,16 @@ impl Db {
         tenant: &Tenant,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.with_tenant_user(tenant, None, work).await
+        self.with_tenant_as(tenant, None, work).await
     }
 
-    /// Like [`Db::with_tenant`], and reads the role of `user` in the same
-    /// statement that binds the transaction ([`TenantTx::user_role`]): the
-    /// caller learns whether the user still exists without another round trip.
-    pub async fn with_tenant_user<T>(
+    /// Like [`Db::with_tenant`], on behalf of `caller`, whose current role is
+    /// read in the statement that binds the transaction and judged before
+    /// anything commits (see [`Caller`]).
+    pub async fn with_tenant_as<T>(
         &self,
         tenant: &Tenant,
-        user: Option<&Uuid>,
+        caller: Option<Caller<'_>>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let limits = tenant.policy().limits();
@@ -163,7 +163,7 @@ impl Db {
             expect: Expect::Active,
             isolation: Isolation::ReadCommitted,
             limits: Some(limits),
-            user,
+            caller,
         };
         self.bound(binding, work).await
     }
@@ -182,7 +182,7 @@ impl Db {
             expect: Expect::New,
             isolation: Isolation::ReadCommitted,
             limits: Some(limits),
-            user: None,
+            caller: None,
         };
         self.bound(binding, work).await
     }
@@ -201,10 +201,14 @@ impl Db {
     /// The one place a [`TenantTx`] is made: a transaction bound as
     /// `binding` says, then `work`, then COMMIT.
     ///
-    /// `BEGIN` and the bind statement go out together (tokio-postgres sends
-    /// requests in the order they are first polled, and `join!` polls in
-    /// order), so binding costs one round trip; the server runs them in that
-    /// order, so no statement of `work` can run before the tenant is set.
+    /// `BEGIN`, the bind statement and (unless the caller's role must be
+    /// judged first) `work`'s first statement go out together: tokio-postgres
+    /// sends requests in the order they are first polled, `join!` polls in
+    /// order, and the server runs them in that order, so no statement of
+    /// `work` can run before the tenant is set. Binding thus costs no round
+    /// trip of its own. The tenant's status and the caller's role are judged
+    /// before COMMIT; if either says no, everything `work` did is rolled back
+    /// and its result dropped.
     /// If the future is dropped mid-transaction (a cancelled request), the
     /// connection is closed rather than returned to the pool: the server
     /// rolls back, and no later request can inherit an open transaction.
@@ -242,36 +246,38 @@ impl Db {
         };
         let timeout_ms = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
         let bind = client.prepare_cached(BIND_TENANT_SQL).await?;
-        let params: [&(dyn ToSql + Sync); 5] = [
-            tenant.as_uuid(),
-            &timeout_ms,
-            &max_users,
-            &max_notes,
-            &binding.user,
-        ];
-        let (begun, bound) = tokio::join!(
-            client.batch_execute(binding.isolation.begin()),
-            client.query_one(&bind, &params),
-        );
-        begun?;
-        let row = bound?;
-        let state: Option<String> = row.try_get("tenant_status")?;
-        match (binding.expect, state.as_deref()) {
-            (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
-            (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
-            (Expect::Active, None) => return Err(ApiError::UnknownTenant),
-            (Expect::New, Some(_)) => {
-                return Err(anyhow::anyhow!("tenant {tenant} already exists").into());
-            }
-            (Expect::Active, Some(other)) => {
-                return Err(anyhow::anyhow!("tenant {tenant} has unknown status {other:?}").into());
-            }
-        }
-        let tx = TenantTx::new(client, tenant, row.try_get("user_role")?);
-        let value = work(&tx).await?;
+        let user = binding.caller.as_ref().map(|caller| caller.user);
+        let params: [&(dyn ToSql + Sync); 5] =
+            [tenant.as_uuid(), &timeout_ms, &max_users, &max_notes, &user];
+        let begin = client.batch_execute(binding.isolation.begin());
+        let bind = client.query_one(&bind, &params);
+        let tx = TenantTx::new(client, tenant);
+        let value = if binding.work_may_start_first() {
+            let (begun, bound, worked) = tokio::join!(begin, bind, work(&tx));
+            begun?;
+            binding.verdict(&bound?)?;
+            worked?
+        } else {
+            let (begun, bound) = tokio::join!(begin, bind);
+            begun?;
+            binding.verdict(&bound?)?;
+            work(&tx).await?
+        };
         client.batch_execute("COMMIT").await?;
         Ok(value)
     }
+}
+
+/// On whose behalf a tenant transaction runs: a user whose current role
+/// (`None`: no such user in the tenant any more) `admit` judges before
+/// anything commits.
+pub struct Caller<'a> {
+    pub user: &'a Uuid,
+    pub admit: &'a (dyn Fn(Option<&str>) -> Result<()> + Sync),
+    /// Whether `work` may run before the verdict (and be rolled back if it
+    /// is no): true when the work is the same whatever the caller's role;
+    /// false for work only some roles may even attempt.
+    pub work_before_verdict: bool,
 }
 
 /// How a tenant transaction is bound.
@@ -282,8 +288,38 @@ struct Binding<'a> {
     /// The plan's statement timeout and quotas; none for operators (the
     /// pool's statement timeout, no quotas).
     limits: Option<&'a TenantLimits>,
-    /// A user whose role the transaction reads as it binds.
-    user: Option<&'a Uuid>,
+    /// On whose behalf, if a user's.
+    caller: Option<Caller<'a>>,
+}
+
+impl Binding<'_> {
+    fn work_may_start_first(&self) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|caller| caller.work_before_verdict)
+    }
+
+    /// Judges the bind statement's answer: the tenant's status against
+    /// `expect`, then the caller's role.
+    fn verdict(&self, bound: &tokio_postgres::Row) -> Result<()> {
+        let tenant = self.tenant;
+        let state: Option<String> = bound.try_get("tenant_status")?;
+        match (self.expect, state.as_deref()) {
+            (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
+            (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
+            (Expect::Active, None) => return Err(ApiError::UnknownTenant),
+            (Expect::New, Some(_)) => {
+                return Err(anyhow::anyhow!("tenant {tenant} already exists").into());
+            }
+            (Expect::Active, Some(other)) => {
+                return Err(anyhow::anyhow!("tenant {tenant} has unknown status {other:?}").into());
+            }
+        }
+        match &self.caller {
+            Some(caller) => (caller.admit)(bound.try_get::<_, Option<&str>>("user_role")?),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A connection checked out for one tenant transaction. Dropped before

@@ -18,23 +18,11 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub struct TenantTx<'a> {
     client: &'a Object,
     tenant: TenantId,
-    user_role: Option<String>,
 }
 
 impl<'a> TenantTx<'a> {
-    pub(super) fn new(client: &'a Object, tenant: TenantId, user_role: Option<String>) -> Self {
-        Self {
-            client,
-            tenant,
-            user_role,
-        }
-    }
-
-    /// The role of the user named when the transaction was bound
-    /// ([`super::Db::with_tenant_user`]), read in that same statement; `None`
-    /// if no user was named or the tenant has no such user.
-    pub fn user_role(&self) -> Option<&str> {
-        self.user_role.as_deref()
+    pub(super) fn new(client: &'a Object, tenant: TenantId) -> Self {
+        Self { client, tenant }
     }
 
     /// The tenant this transaction is bound to. Queries also filter on it

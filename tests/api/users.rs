@@ -85,10 +85,24 @@ async fn a_removed_users_token_stops_working_at_once() {
             "{path}"
         );
     }
+    // A write is sent along with the check of the user; it is rolled back.
+    let write = app
+        .call(
+            Method::POST,
+            &acme.host,
+            "/api/notes",
+            &anna,
+            Some(json!({"content": "after removal"})),
+        )
+        .await;
+    assert_eq!(
+        expect_error(write, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
     assert_eq!(
         app.count("notes", acme.id).await,
         0,
-        "the removed user's notes went with them"
+        "the removed user's notes went with them, and nothing was written since"
     );
     let again = app
         .call(
