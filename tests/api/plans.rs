@@ -246,3 +246,90 @@ async fn the_plan_gate_catches_a_scan_that_ignores_the_tenant() {
         "{problems:?}"
     );
 }
+
+#[tokio::test]
+async fn a_note_is_read_by_its_primary_key_even_in_the_largest_tenant() {
+    // Tenants differ in size by orders of magnitude. One user of tenant-1
+    // gets 30,000 notes; with the pool's custom plans, reading one of them
+    // by id must not walk that user's whole index range.
+    let app = spawn_app().await;
+    fill_to_benchmark_scale(&app).await;
+    app.admin
+        .batch_execute(
+            "insert into notes (tenant_id, id, user_id, content)
+               select u.tenant_id, gen_random_uuid(), u.id, 'big ' || n
+               from (select tenant_id, id from users
+                     where tenant_id = (select id from tenants where slug = 'tenant-1')
+                     order by id limit 1) u,
+                    generate_series(1, 30000) n;
+             analyze notes;",
+        )
+        .await
+        .unwrap();
+    let row = app
+        .admin
+        .query_one(
+            "select n.tenant_id, n.user_id, n.id from notes n
+             join tenants t on t.id = n.tenant_id
+             where t.slug = 'tenant-1' and n.content = 'big 777'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (tenant, user, note): (uuid::Uuid, uuid::Uuid, uuid::Uuid) =
+        (row.get(0), row.get(1), row.get(2));
+    // The runtime role's connections, configured as the service's pool
+    // configures them.
+    let db = tenantry::db::Db::connect(
+        &crate::helpers::test_settings(app.cluster, &app.dbname).database,
+    )
+    .unwrap();
+    let client = db.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "begin; select set_config('app.tenant_id', '{tenant}', true)"
+        ))
+        .await
+        .unwrap();
+    for verb in ["select", "update", "delete"] {
+        let sql = request_path_statements()
+            .into_iter()
+            .map(|(_, sql)| sql)
+            .find(|sql| {
+                sql.starts_with(verb)
+                    && sql.contains("notes")
+                    && sql.contains("where tenant_id = $1 and user_id = $2 and id = $3")
+            })
+            .unwrap_or_else(|| panic!("no {verb} of one note"));
+        let arguments = if verb == "update" {
+            format!("('{tenant}', '{user}', '{note}', 'changed')")
+        } else {
+            format!("('{tenant}', '{user}', '{note}')")
+        };
+        // A named prepared statement, run six times as the service's cached
+        // statements are: the sixth run is where PostgreSQL would settle on
+        // a generic plan if the session let it.
+        client
+            .batch_execute(&format!(
+                "prepare one_note as {sql}; {}",
+                format!("explain execute one_note{arguments};").repeat(6)
+            ))
+            .await
+            .unwrap();
+        let plan: Value = client
+            .query_one(
+                &format!("explain (format json) execute one_note{arguments}"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        client.batch_execute("deallocate one_note").await.unwrap();
+        let text = plan.to_string();
+        assert!(
+            text.contains("\"Index Name\":\"notes_pkey\""),
+            "{sql}\n{text}"
+        );
+    }
+    client.batch_execute("rollback").await.unwrap();
+}
