@@ -130,7 +130,10 @@ impl Picker {
         let tenants = self.counts.len();
         let index = match &self.cdf {
             None => rng.below(tenants as u64) as usize,
-            Some(cdf) => cdf.partition_point(|p| *p < rng.unit()).min(tenants - 1),
+            Some(cdf) => {
+                let draw = rng.unit();
+                cdf.partition_point(|p| *p < draw).min(tenants - 1)
+            }
         };
         let count = self.counts.get(index).copied().unwrap_or(1).max(1);
         let note = 1 + rng.below(count.unsigned_abs()) as i64;
