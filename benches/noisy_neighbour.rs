@@ -31,6 +31,8 @@
 //! the environment when set there, else the bench's own values are used; the
 //! report prints every one.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -44,6 +46,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use common::{Machine, env_or, fmt_count, fmt_ms, median, percentile};
 use futures_util::{StreamExt, stream};
 use reqwest::{
     Client, RequestBuilder,
@@ -215,78 +218,6 @@ impl Options {
             flood_factor,
             keep_dir: std::env::var("BENCH_KEEP_DIR").is_ok_and(|value| value == "1"),
         })
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(raw) if !raw.trim().is_empty() => raw
-            .trim()
-            .parse()
-            .ok()
-            .with_context(|| format!("{name}={raw:?} is not a valid value")),
-        _ => Ok(default),
-    }
-}
-
-/// What the report says about the machine.
-struct Machine {
-    cores: usize,
-    cpu: String,
-    memory: String,
-    load: String,
-}
-
-impl Machine {
-    /// A 1-minute load average above 0.5: not a quiet machine.
-    fn busy(&self) -> bool {
-        self.load
-            .split_whitespace()
-            .next()
-            .and_then(|load| load.parse::<f64>().ok())
-            .is_some_and(|load| load > 0.5)
-    }
-
-    fn read() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name"))
-            .map_or("unknown CPU", |rest| {
-                rest.trim_start_matches([' ', '\t', ':'])
-            })
-            .to_owned();
-        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or_else(
-                || "unknown memory".to_owned(),
-                |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0),
-            );
-        let load = fs::read_to_string("/proc/loadavg")
-            .ok()
-            .map(|line| {
-                line.split_whitespace()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        Self {
-            cores,
-            cpu,
-            memory,
-            load,
-        }
     }
 }
 
@@ -966,26 +897,6 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// Nearest-rank percentile of sorted milliseconds.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.retain(|value| value.is_finite());
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some(f64::midpoint(values[n / 2 - 1], values[n / 2])),
-    }
-}
-
 /// Sorted latencies (ms) of the samples that got an answer (or failed) and match `keep`.
 fn latencies(samples: &[Sample], keep: impl Fn(&Outcome) -> bool) -> Vec<f64> {
     let mut sorted: Vec<f64> = samples
@@ -1072,19 +983,6 @@ struct MedianSteady {
 
 // ---- report ----
 
-fn fmt_ms(value: Option<f64>) -> String {
-    match value {
-        None => "–".to_owned(),
-        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
-        Some(ms) if ms < 1000.0 => format!("{ms:.1}"),
-        Some(ms) => format!("{ms:.0}"),
-    }
-}
-
-fn fmt_count(value: Option<f64>) -> String {
-    value.map_or_else(|| "–".to_owned(), |n| format!("{n:.0}"))
-}
-
 /// `flooded / alone` of the medians, and per pair, with how many pairs meet `target`.
 fn p99_ratio(pairs: &[Pair], target: f64) -> String {
     let alone: Vec<Steady> = pairs.iter().map(|pair| Steady::of(&pair.alone)).collect();
@@ -1115,21 +1013,7 @@ fn p99_ratio(pairs: &[Pair], target: f64) -> String {
 }
 
 fn print_header(options: &Options, machine: &Machine, settings: &ServerSettings, acme_rps: f64) {
-    let commit = Command::new("git")
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |output| String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-        );
+    let commit = common::commit();
     let mut out = String::new();
     let _ = writeln!(out, "\n## tenantry noisy-neighbour benchmark\n");
     let _ = writeln!(

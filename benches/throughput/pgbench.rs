@@ -57,6 +57,9 @@ pub struct Command {
     pub pipelined: bool,
     /// BEGIN, COMMIT and the like.
     pub transaction_control: bool,
+    /// Binds the transaction to the tenant: takes the tenant's id without
+    /// naming `tenant_id` (a `set_config`, a `bind_tenant(...)`).
+    pub binding: bool,
 }
 
 /// A workload's statements, translated.
@@ -133,6 +136,7 @@ pub fn translate(
                         original: format!("{statement}  -- simple query"),
                         pipelined: *pipelined,
                         transaction_control: control,
+                        binding: false,
                     });
                 }
             }
@@ -145,6 +149,12 @@ pub fn translate(
                 let prefix = format!("{}_{index}", workload.name().to_lowercase());
                 let mut exprs = Vec::new();
                 let mut described = Vec::new();
+                let tenant = data::tenant_id(context.tenant);
+                let takes_tenant = params.iter().any(|param| match &param.value {
+                    Value::Uuid(id) => *id == tenant,
+                    Value::Text(text) => uuid::Uuid::parse_str(text).is_ok_and(|id| id == tenant),
+                    _ => false,
+                });
                 for (n, param) in params.iter().enumerate() {
                     let (expr, label) = param_expr(
                         param,
@@ -165,6 +175,7 @@ pub fn translate(
                     },
                     pipelined: *pipelined,
                     transaction_control: is_transaction_control(sql),
+                    binding: takes_tenant && !sql.contains("tenant_id"),
                 });
             }
         }
@@ -175,15 +186,10 @@ pub fn translate(
     translated.main = translated
         .commands
         .iter()
-        .rposition(|command| {
-            !command.transaction_control && !command.text.to_lowercase().contains("set_config")
-        })
+        .rposition(|command| !command.transaction_control && !command.binding)
         .unwrap_or(translated.commands.len() - 1);
     for command in &translated.commands {
-        if !command.transaction_control
-            && !command.text.contains("tenant_id")
-            && !command.text.to_lowercase().contains("set_config")
-        {
+        if !command.transaction_control && !command.binding && !command.text.contains("tenant_id") {
             translated.notes.push(format!(
                 "{}: `{}` names no tenant_id, so the explicit variant runs it without a tenant predicate",
                 workload.name(),

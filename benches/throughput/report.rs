@@ -431,6 +431,11 @@ fn statements(out: &mut String, results: &Results) {
             translated.commands.len()
         );
         for (n, command) in translated.commands.iter().enumerate() {
+            let binds = if command.binding {
+                " *(binds the tenant)*"
+            } else {
+                ""
+            };
             let pipelined = if command.pipelined {
                 " *(pipelined)*"
             } else {
@@ -441,7 +446,12 @@ fn statements(out: &mut String, results: &Results) {
             } else {
                 ""
             };
-            let _ = writeln!(out, "{}. `{}`{pipelined}{main}", n + 1, command.original);
+            let _ = writeln!(
+                out,
+                "{}. `{}`{binds}{pipelined}{main}",
+                n + 1,
+                command.original
+            );
         }
         for note in &translated.notes {
             let _ = writeln!(out, "   - note: {note}");
