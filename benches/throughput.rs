@@ -124,7 +124,12 @@ async fn main() -> anyhow::Result<()> {
         svg: &svg,
         scripts: &bench.out_dir.join("pgbench"),
     };
-    println!("{}", report::render(&context, &results));
+    let rendered = report::render(&context, &results);
+    println!("{rendered}");
+    let markdown = bench.out_dir.join("throughput.md");
+    fs::write(&markdown, &rendered)
+        .with_context(|| format!("could not write {}", markdown.display()))?;
+    eprintln!("wrote {}", markdown.display());
     report::plot(&context, &results)?;
     eprintln!("wrote {}", svg.display());
     Ok(())

@@ -325,7 +325,13 @@ pub fn render(context: &Context<'_>, results: &Results) -> String {
     service_table(&mut out, results);
     for (index, dataset) in results.datasets.iter().enumerate() {
         if results.has_ceiling(index) {
-            ceiling(&mut out, results, index, &dataset.spec);
+            ceiling(
+                &mut out,
+                results,
+                index,
+                &dataset.spec,
+                context.machine.cores,
+            );
         }
     }
     scaling(&mut out, results);
@@ -537,7 +543,7 @@ fn service_table(out: &mut String, results: &Results) {
     let _ = writeln!(out);
 }
 
-fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec) {
+fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec, cores: usize) {
     let _ = writeln!(
         out,
         "### The ceiling at {}\n\npgbench on the same database, same client count: **service** = the statements the service sends, \
@@ -591,13 +597,14 @@ fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec) {
             |s: &Option<PgSummary>| s.as_ref().map(|s| s.per_rep.clone()).unwrap_or_default();
         let http_reps = http.as_ref().map(|h| h.per_rep.clone()).unwrap_or_default();
         verdicts.push(format!(
-            "- {}: R1 {} {} (per repetition {}); R2 {} {}, p99 {} {}; R3 {} {} (per repetition {})",
+            "- {}: R1 {} {} (per repetition {}); R2 {} {} (per repetition {}), p99 {} {}; R3 {} {} (per repetition {})",
             workload.name(),
             ratio(r1),
             verdict(r1, R1_TARGET, true),
             per_rep_ratios(&http_reps, &reps(&service)),
             ratio(r2),
             verdict(r2, R2_TARGET, true),
+            per_rep_ratios(&reps(&service), &reps(&explicit)),
             ratio(r2_p99),
             verdict(r2_p99, R2_P99_TARGET, false),
             ratio(r3),
@@ -625,6 +632,23 @@ fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec) {
             "  - machine busy during pgbench service / explicit / single: {}",
             busy.join(" / ")
         ));
+        if let (Some(http), Some(service)) = (&http, &service)
+            && let (Some(pg_http), Some(pg_bench)) = (http.postgres_us, service.postgres_us)
+        {
+            let http_total = pg_http + http.server_us + http.client_us;
+            let bench_total = pg_bench + service.pgbench_us;
+            verdicts.push(format!(
+                "  - CPU per request over HTTP: PostgreSQL {pg_http:.0} + server {:.0} + load generator {:.0} = {http_total:.0} µs \
+                 (at most {:.0} req/s on {} cores); per pgbench transaction: PostgreSQL {pg_bench:.0} + pgbench {:.0} = \
+                 {bench_total:.0} µs (at most {:.0} tps)",
+                http.server_us,
+                http.client_us,
+                cores as f64 * 1e6 / http_total,
+                cores,
+                service.pgbench_us,
+                cores as f64 * 1e6 / bench_total,
+            ));
+        }
     }
     let _ = writeln!(out);
     for line in verdicts {
