@@ -27,6 +27,11 @@
 //! themselves), and the main statement alone, on the datasets named by
 //! `BENCH_CEILING` (default `1000-uniform`; `all` or `none`).
 //!
+//! After each dataset, both forms of each workload's main statement (the
+//! service's plain `$n` parameters, pgbench's `md5(...)` expressions) are
+//! EXPLAIN ANALYZEd with a forced generic plan (`benches/throughput/plans.rs`),
+//! to show where the planner treats them differently.
+//!
 //! It prints a markdown report: the statements, start-up time, req/s and
 //! p50/p90/p99 per workload and dataset with the CPU each party used per
 //! request, the ratios R1 (service ÷ pgbench, same statements), R2 (RLS ÷
@@ -54,6 +59,8 @@ mod data;
 mod load;
 #[path = "throughput/pgbench.rs"]
 mod pgbench;
+#[path = "throughput/plans.rs"]
+mod plans;
 #[path = "throughput/plot.rs"]
 mod plot;
 #[path = "throughput/proxy.rs"]
@@ -346,6 +353,16 @@ impl PostgresInfo {
     }
 }
 
+/// The request calibration records (and the plan check explains): tenant 1
+/// (the largest under Zipf), its note 2 and that note's owner.
+fn calibration_request() -> pgbench::Request {
+    pgbench::Request {
+        tenant: 1,
+        user: data::owner_of(2),
+        note: 2,
+    }
+}
+
 /// Everything a dataset's run needs.
 struct Bench {
     options: Options,
@@ -482,6 +499,14 @@ impl Bench {
                     .await?;
             }
         }
+        let mut app = self.superuser.clone();
+        app.user("tenantry_app")
+            .password(data::APP_PASSWORD)
+            .dbname(&database);
+        let client = data::connect(&app).await?;
+        for check in plans::check(&client, &results.translated, &calibration_request()).await {
+            results.plans.push((index, check));
+        }
         server.stop()?;
         if let Some(dataset) = results.datasets.last_mut() {
             dataset.log_problems = server.log_problems();
@@ -616,11 +641,7 @@ impl Bench {
             tokens: std::sync::Arc::clone(tokens),
         };
         let client = load::http_client()?;
-        let context = pgbench::Request {
-            tenant: 1,
-            user: data::owner_of(2),
-            note: 2,
-        };
+        let context = calibration_request();
         let pick = load::Pick {
             tenant: context.tenant,
             note: context.note,

@@ -60,6 +60,9 @@ pub struct Command {
     /// Binds the transaction to the tenant: takes the tenant's id without
     /// naming `tenant_id` (a `set_config`, a `bind_tenant(...)`).
     pub binding: bool,
+    /// The SQL as sent, and its parameters (none for simple queries).
+    pub sql: String,
+    pub params: Vec<Param>,
 }
 
 /// A workload's statements, translated.
@@ -137,6 +140,8 @@ pub fn translate(
                         pipelined: *pipelined,
                         transaction_control: control,
                         binding: false,
+                        sql: statement.to_owned(),
+                        params: Vec::new(),
                     });
                 }
             }
@@ -176,6 +181,8 @@ pub fn translate(
                     pipelined: *pipelined,
                     transaction_control: is_transaction_control(sql),
                     binding: takes_tenant && !sql.contains("tenant_id"),
+                    sql: sql.clone(),
+                    params: params.clone(),
                 });
             }
         }
@@ -299,7 +306,7 @@ fn constant(name: &str, value: String, defines: &mut Vec<(String, String)>) -> (
     (format!(":{name}"), label)
 }
 
-fn type_name(oid: u32) -> Option<&'static str> {
+pub fn type_name(oid: u32) -> Option<&'static str> {
     Some(match oid {
         2950 => "uuid",
         25 => "text",
@@ -317,7 +324,7 @@ fn type_name(oid: u32) -> Option<&'static str> {
 }
 
 /// Replaces `$n` in `sql` by `exprs[n - 1]`.
-fn substitute(sql: &str, exprs: &[String]) -> String {
+pub fn substitute(sql: &str, exprs: &[String]) -> String {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut chars = sql.char_indices().peekable();
     while let Some((_, c)) = chars.next() {

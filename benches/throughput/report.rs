@@ -9,7 +9,7 @@ use super::{
     data::{Distribution, Spec, USERS_PER_TENANT},
     load::{Phase, Workload},
     pgbench::{self, PGBENCH_THREADS, Translated, Variant},
-    plot,
+    plans, plot,
     server::{Cpu, Setting},
 };
 
@@ -63,6 +63,8 @@ pub struct Results {
     pub pgbench: Vec<PgRun>,
     /// Zipf datasets: every expected answer's (tenant, ms), by (dataset, workload).
     pub per_tenant: BTreeMap<(usize, Workload), Vec<(u32, f64)>>,
+    /// Generic plans of the service's statements and pgbench's forms, by dataset.
+    pub plans: Vec<(usize, plans::Check)>,
 }
 
 impl Results {
@@ -334,6 +336,7 @@ pub fn render(context: &Context<'_>, results: &Results) -> String {
             );
         }
     }
+    generic_plans(&mut out, results);
     scaling(&mut out, results);
     skew(&mut out, results);
     readme_table(&mut out, context, results);
@@ -653,6 +656,48 @@ fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec, cores
     let _ = writeln!(out);
     for line in verdicts {
         let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out);
+}
+
+fn generic_plans(out: &mut String, results: &Results) {
+    if results.plans.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Generic plans: the service's statement and pgbench's form\n\nEach workload's main statement, `EXPLAIN (ANALYZE, \
+         BUFFERS)` with `plan_cache_mode = force_generic_plan` (the plan a prepared statement settles on after five executions \
+         when it is estimated no worse than the custom ones), as the runtime role in a bound transaction, for the calibration \
+         request (tenant 1, the largest under Zipf; rolled back). The service binds plain `$n` parameters; pgbench's scripts \
+         compute ids with `md5(...)::uuid`, which the planner costs: where the two plan differently, pgbench's ceiling for that \
+         workload is not the service's.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| dataset | workload | service: plan | buffers | ms | pgbench form: plan | buffers | ms | |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---|---:|---:|---|");
+    let cells = |explained: &Result<plans::Explained, String>| match explained {
+        Ok(e) => format!("{} | {} | {:.3}", e.scan, e.buffers, e.ms),
+        Err(error) => format!("failed: {error} | | "),
+    };
+    for (index, check) in &results.plans {
+        let Some(dataset) = results.datasets.get(*index) else {
+            continue;
+        };
+        let flag = match (&check.service, &check.pgbench) {
+            (Ok(a), Ok(b)) if a.scan != b.scan => "**different plans**",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {flag} |",
+            label(&dataset.spec),
+            check.workload.name(),
+            cells(&check.service),
+            cells(&check.pgbench)
+        );
     }
     let _ = writeln!(out);
 }
