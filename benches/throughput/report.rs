@@ -945,7 +945,7 @@ fn problems(out: &mut String, results: &Results) {
 pub fn plot(context: &Context<'_>, results: &Results) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     let mut p99 = Vec::new();
-    for (colour, workload) in Workload::MEASURED.iter().chain(&[Workload::W6]).enumerate() {
+    for (colour, workload) in Workload::MEASURED.iter().enumerate() {
         for distribution in &context.options.distributions {
             let points: Vec<(f64, Option<ServiceSummary>)> = results
                 .datasets
@@ -959,7 +959,10 @@ pub fn plot(context: &Context<'_>, results: &Results) -> anyhow::Result<()> {
                 continue;
             }
             let line = |value: &dyn Fn(&ServiceSummary) -> Option<f64>| plot::Line {
-                label: format!("{} {}", workload.name(), distribution.name()),
+                label: match distribution {
+                    Distribution::Uniform => format!("{} uniform", workload.name()),
+                    Distribution::Zipf(_) => format!("{} zipf (dashed)", workload.name()),
+                },
                 colour,
                 dashed: matches!(distribution, Distribution::Zipf(_)),
                 points: points
