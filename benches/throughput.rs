@@ -27,9 +27,12 @@
 //! themselves), and the main statement alone, on the datasets named by
 //! `BENCH_CEILING` (default `1000-uniform`; `all` or `none`).
 //!
-//! After each dataset, both forms of each workload's main statement (the
-//! service's plain `$n` parameters, pgbench's `md5(...)` expressions) are
-//! EXPLAIN ANALYZEd with a forced generic plan (`benches/throughput/plans.rs`),
+//! The proxy also records the session settings the service's connections
+//! start with (the `options` startup parameter, e.g. `plan_cache_mode`);
+//! pgbench gets the same through `PGOPTIONS`. After each dataset, both forms
+//! of each workload's main statement (the service's plain `$n` parameters,
+//! pgbench's `md5(...)` expressions) are prepared with those settings,
+//! executed six times and EXPLAIN ANALYZEd (`benches/throughput/plans.rs`),
 //! to show where the planner treats them differently.
 //!
 //! It prints a markdown report: the statements, start-up time, req/s and
@@ -432,7 +435,9 @@ impl Bench {
         let picker = std::sync::Arc::new(Picker::new(spec));
         let tokens = std::sync::Arc::new(load::mint_tokens(spec.tenants)?);
         if results.translated.is_empty() {
-            results.translated = self.calibrate(&database, &picker, &tokens).await?;
+            let (translated, options) = self.calibrate(&database, &picker, &tokens).await?;
+            results.translated = translated;
+            results.session_options = options;
         }
         let url = self.database_url(self.upstream.1, &database);
         let log = self.out_dir.join(format!("server-{}.log", spec.database()));
@@ -504,7 +509,15 @@ impl Bench {
             .password(data::APP_PASSWORD)
             .dbname(&database);
         let client = data::connect(&app).await?;
-        for check in plans::check(&client, &results.translated, &calibration_request()).await {
+        let options = results.session_options.clone();
+        for check in plans::check(
+            &client,
+            &results.translated,
+            &calibration_request(),
+            options.as_deref(),
+        )
+        .await
+        {
             results.plans.push((index, check));
         }
         server.stop()?;
@@ -581,6 +594,7 @@ impl Bench {
             pgbench::whole_seconds(self.options.seconds),
             &self.out_dir.join("pgbench-log"),
             &Backends::of(&spec.database()),
+            results.session_options.as_deref(),
         )
         .await?;
         if let Some(failure) = &run.failure {
@@ -629,7 +643,7 @@ impl Bench {
         database: &str,
         picker: &std::sync::Arc<Picker>,
         tokens: &std::sync::Arc<Vec<String>>,
-    ) -> anyhow::Result<BTreeMap<Workload, Translated>> {
+    ) -> anyhow::Result<(BTreeMap<Workload, Translated>, Option<String>)> {
         eprintln!("calibrating: recording the SQL of one request per workload ...");
         let proxy = proxy::Proxy::start(format!("{}:{}", self.upstream.0, self.upstream.1)).await?;
         let url = self.database_url(proxy.port(), database);
@@ -674,7 +688,8 @@ impl Bench {
             translated.insert(workload, pgbench::translate(workload, &events, &context)?);
         }
         server.stop()?;
+        let options = proxy.options();
         drop(proxy);
-        Ok(translated)
+        Ok((translated, options))
     }
 }

@@ -476,6 +476,7 @@ pub async fn run(
     seconds: u64,
     log_dir: &Path,
     backends: &Backends,
+    options: Option<&str>,
 ) -> anyhow::Result<Run> {
     if log_dir.exists() {
         fs::remove_dir_all(log_dir)?;
@@ -508,6 +509,11 @@ pub async fn run(
     match &login.password {
         Some(password) => command.env("PGPASSWORD", password),
         None => command.env_remove("PGPASSWORD"),
+    };
+    // The session settings the service's connections start with.
+    match options {
+        Some(options) => command.env("PGOPTIONS", options),
+        None => command.env_remove("PGOPTIONS"),
     };
     command.current_dir(log_dir).kill_on_drop(true);
     let before = Cpu::read(None);

@@ -5,13 +5,14 @@
 //! parameters. The planner costs those expressions, so a prepared
 //! statement's *generic* plan (the one it settles on after five executions
 //! when its estimate is no worse than the custom plans') can pick another
-//! index for one form than for the other. This check runs `EXPLAIN (ANALYZE,
-//! BUFFERS)` on both forms of each workload's main statement with
-//! `plan_cache_mode = force_generic_plan`, as the runtime role, in a
-//! transaction bound as the service binds it, for the calibration request
-//! (tenant 1: under Zipf, the largest tenant), then rolls back. Each form
-//! runs twice and the second run is reported (the first, undone with a
-//! savepoint, pays first-call costs such as compiling the quota trigger).
+//! index for one form than for the other. This check prepares both forms of
+//! each workload's main statement as the runtime role, with the session
+//! settings the service's connections start with (recorded by the proxy:
+//! `plan_cache_mode` among them), in a transaction bound as the service binds
+//! it, for the calibration request (tenant 1: under Zipf, the largest
+//! tenant); executes each six times (each undone with a savepoint), so that
+//! the plan cache has settled as it does in the service, then reports
+//! `EXPLAIN (ANALYZE, BUFFERS)` of a seventh, and rolls back.
 
 use std::collections::BTreeMap;
 
@@ -49,15 +50,19 @@ pub async fn check(
     client: &Client,
     translated: &BTreeMap<Workload, Translated>,
     request: &Request,
+    options: Option<&str>,
 ) -> Vec<Check> {
+    let settings = settings(options.unwrap_or(""));
     let mut checks = Vec::new();
     for workload in [Workload::W1, Workload::W2, Workload::W3, Workload::W4] {
         let Some(translated) = translated.get(&workload) else {
             continue;
         };
-        let service =
-            explain_in_transaction(client, translated, |main| service_form(main, request)).await;
-        let pgbench = explain_in_transaction(client, translated, |main| {
+        let service = explain_in_transaction(client, translated, &settings, |main| {
+            service_form(main, request)
+        })
+        .await;
+        let pgbench = explain_in_transaction(client, translated, &settings, |main| {
             pgbench_form(main, translated, request)
         })
         .await;
@@ -76,6 +81,7 @@ type Form = (String, String);
 async fn explain_in_transaction(
     client: &Client,
     translated: &Translated,
+    settings: &[(String, String)],
     form: impl Fn(&pgbench::Command) -> anyhow::Result<Form>,
 ) -> anyhow::Result<Explained> {
     let main = translated
@@ -83,10 +89,13 @@ async fn explain_in_transaction(
         .get(translated.main)
         .context("no main statement")?;
     let (prepare, execute) = form(main)?;
-    client
-        .batch_execute("begin; set local plan_cache_mode = force_generic_plan")
-        .await?;
+    client.batch_execute("begin").await?;
     let outcome = async {
+        for (name, value) in settings {
+            client
+                .batch_execute(&format!("set local {name} = {}", quote(value)))
+                .await?;
+        }
         if let Some(binding) = translated.commands.iter().find(|command| command.binding) {
             let literals = literals(&binding.params)?;
             client
@@ -95,11 +104,14 @@ async fn explain_in_transaction(
         }
         client.batch_execute(&prepare).await?;
         let explain = format!("explain (analyze, buffers, format json) {execute}");
-        // Once unmeasured and undone, so that first-call costs (the quota
-        // trigger's plpgsql compiling, cold caches) do not count.
-        client.batch_execute("savepoint warm").await?;
-        client.simple_query(&explain).await?;
-        client.batch_execute("rollback to savepoint warm").await?;
+        // Six unmeasured runs, each undone: the plan cache considers a
+        // generic plan after five, and first-call costs (the quota trigger's
+        // plpgsql compiling, cold caches) do not count.
+        for _ in 0..6 {
+            client.batch_execute("savepoint warm").await?;
+            client.batch_execute(&execute).await?;
+            client.batch_execute("rollback to savepoint warm").await?;
+        }
         let messages = client.simple_query(&explain).await?;
         let text = messages
             .iter()
@@ -237,6 +249,28 @@ fn variables_to_parameters(text: &str) -> (String, Vec<String>) {
         i += 1;
     }
     (out, names)
+}
+
+/// `-c name=value` (and `--name=value`) pairs of a libpq `options` string.
+fn settings(options: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = match word {
+            "-c" => words.next(),
+            other => other
+                .strip_prefix("--")
+                .or_else(|| other.strip_prefix("-c")),
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('='))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            pairs.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    pairs
 }
 
 fn quote(text: &str) -> String {

@@ -15,10 +15,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{Context, bail};
@@ -79,6 +76,8 @@ impl Event {
 pub struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<Event>>>,
+    /// The `options` startup parameter of the latest connection.
+    options: Arc<Mutex<Option<String>>>,
     accept: JoinHandle<()>,
 }
 
@@ -94,23 +93,38 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
+        let options = Arc::new(Mutex::new(None));
         let accept = {
             let log = Arc::clone(&log);
+            let options = Arc::clone(&options);
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    connections.fetch_add(1, Ordering::Relaxed);
                     let log = Arc::clone(&log);
+                    let options = Arc::clone(&options);
                     let upstream = upstream.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = relay(client, &upstream, log).await {
+                        if let Err(error) = relay(client, &upstream, log, options).await {
                             eprintln!("capture proxy: connection ended: {error:#}");
                         }
                     });
                 }
             })
         };
-        Ok(Self { port, log, accept })
+        Ok(Self {
+            port,
+            log,
+            options,
+            accept,
+        })
+    }
+
+    /// The session settings the service's connections start with: the
+    /// `options` startup parameter (`-c name=value ...`), if any.
+    pub fn options(&self) -> Option<String> {
+        self.options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -148,6 +162,7 @@ async fn relay(
     client: TcpStream,
     upstream: &str,
     log: Arc<Mutex<Vec<Event>>>,
+    options: Arc<Mutex<Option<String>>>,
 ) -> anyhow::Result<()> {
     client.set_nodelay(true)?;
     let server = TcpStream::connect(upstream)
@@ -170,6 +185,11 @@ async fn relay(
         }
         break packet;
     };
+    if let Some(value) = startup_parameter(&startup, "options") {
+        *options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+    }
     let mut server_write = server_write;
     server_write.write_all(&startup).await?;
     let session = Arc::new(Mutex::new(Session::default()));
@@ -179,6 +199,16 @@ async fn relay(
         result = upward => result,
         result = downward => result,
     }
+}
+
+/// A parameter of a startup packet (length, protocol, then name/value pairs).
+fn startup_parameter(packet: &[u8], name: &str) -> Option<String> {
+    let fields: Vec<&[u8]> = packet.get(8..)?.split(|b| *b == 0).collect();
+    fields
+        .chunks(2)
+        .find(|pair| pair.first() == Some(&name.as_bytes()))
+        .and_then(|pair| pair.get(1))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
 }
 
 async fn read_untyped(reader: &mut BufReader<OwnedReadHalf>) -> anyhow::Result<Vec<u8>> {

@@ -63,8 +63,10 @@ pub struct Results {
     pub pgbench: Vec<PgRun>,
     /// Zipf datasets: every expected answer's (tenant, ms), by (dataset, workload).
     pub per_tenant: BTreeMap<(usize, Workload), Vec<(u32, f64)>>,
-    /// Generic plans of the service's statements and pgbench's forms, by dataset.
+    /// Plans of the service's statements and pgbench's forms, by dataset.
     pub plans: Vec<(usize, plans::Check)>,
+    /// The `options` the service's connections start with (pgbench gets them too).
+    pub session_options: Option<String>,
 }
 
 impl Results {
@@ -336,7 +338,7 @@ pub fn render(context: &Context<'_>, results: &Results) -> String {
             );
         }
     }
-    generic_plans(&mut out, results);
+    query_plans(&mut out, results);
     scaling(&mut out, results);
     skew(&mut out, results);
     readme_table(&mut out, context, results);
@@ -426,6 +428,14 @@ fn header(out: &mut String, context: &Context<'_>) {
 }
 
 fn statements(out: &mut String, results: &Results) {
+    let _ = writeln!(
+        out,
+        "Session settings the service's connections start with (recorded at connect, given to pgbench as `PGOPTIONS`): {}\n",
+        results
+            .session_options
+            .as_deref()
+            .map_or_else(|| "none".to_owned(), |options| format!("`{options}`"))
+    );
     let _ = writeln!(
         out,
         "### SQL per request, as the service sent it\n\nRecorded by a PostgreSQL wire-protocol proxy in front of a calibration server \
@@ -660,18 +670,18 @@ fn ceiling(out: &mut String, results: &Results, index: usize, spec: &Spec, cores
     let _ = writeln!(out);
 }
 
-fn generic_plans(out: &mut String, results: &Results) {
+fn query_plans(out: &mut String, results: &Results) {
     if results.plans.is_empty() {
         return;
     }
     let _ = writeln!(
         out,
-        "### Generic plans: the service's statement and pgbench's form\n\nEach workload's main statement, `EXPLAIN (ANALYZE, \
-         BUFFERS)` with `plan_cache_mode = force_generic_plan` (the plan a prepared statement settles on after five executions \
-         when it is estimated no worse than the custom ones), as the runtime role in a bound transaction, for the calibration \
-         request (tenant 1, the largest under Zipf; rolled back). The service binds plain `$n` parameters; pgbench's scripts \
-         compute ids with `md5(...)::uuid`, which the planner costs: where the two plan differently, pgbench's ceiling for that \
-         workload is not the service's.\n"
+        "### Plans: the service's statement and pgbench's form\n\nEach workload's main statement, prepared as the runtime \
+         role with the service's session settings (above) in a bound transaction, for the calibration request (tenant 1, the \
+         largest under Zipf), executed six times (so that the plan cache settles as in the service: after five it may switch \
+         to a generic plan), then `EXPLAIN (ANALYZE, BUFFERS)` of a seventh; all rolled back. The service binds plain `$n` \
+         parameters; pgbench's scripts compute ids with `md5(...)::uuid`, which the planner costs: where the two plan \
+         differently, pgbench's ceiling for that workload is not the service's.\n"
     );
     let _ = writeln!(
         out,
