@@ -15,7 +15,7 @@
 \startpipeline
 BEGIN ISOLATION LEVEL READ COMMITTED;
 select tenant_status, user_role from bind_tenant((md5('t' || :t)::uuid), :w1_1_2, null::int8, null::int8, (md5('u' || :uk)::uuid));
-\endpipeline
 select id, content, created_at, updated_at from notes
              where tenant_id = (md5('t' || :t)::uuid) and user_id = (md5('u' || :uk)::uuid) and id = (md5('n' || :nk)::uuid);
+\endpipeline
 COMMIT;

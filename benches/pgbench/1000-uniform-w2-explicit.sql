@@ -15,8 +15,8 @@
 \startpipeline
 BEGIN ISOLATION LEVEL READ COMMITTED;
 select tenant_status, user_role from bind_tenant((md5('t' || :t)::uuid), :w2_1_2, null::int8, null::int8, (md5('u' || :uk)::uuid));
-\endpipeline
 select id, content, created_at, updated_at from notes
                  where tenant_id = (md5('t' || :t)::uuid) and user_id = (md5('u' || :uk)::uuid)
                  order by created_at desc, id desc limit :w2_2_3;
+\endpipeline
 COMMIT;

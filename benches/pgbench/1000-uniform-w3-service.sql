@@ -15,7 +15,7 @@
 \startpipeline
 BEGIN ISOLATION LEVEL READ COMMITTED;
 select tenant_status, user_role from bind_tenant((md5('t' || :t)::uuid), :w3_1_2, null::int8, null::int8, (md5('u' || :uk)::uuid));
-\endpipeline
 insert into notes (tenant_id, id, user_id, content) values ((md5('t' || :t)::uuid), (md5('f1.' || :fresh)::uuid), (md5('u' || :uk)::uuid), :content)
              returning id, content, created_at, updated_at;
+\endpipeline
 COMMIT;
