@@ -339,15 +339,19 @@ impl Checkout {
         let Some(client) = self.0.take() else {
             return outcome;
         };
-        if let Err(error) = &outcome {
-            let usable =
-                !error.is_connection_broken() && client.batch_execute("ROLLBACK").await.is_ok();
-            if !usable {
-                tracing::warn!("closing a database connection that cannot be reused");
-                drop(Object::take(client));
+        let rolled_back = match &outcome {
+            Err(error) if !error.is_connection_broken() => {
+                client.batch_execute("ROLLBACK").await.is_ok()
             }
+            _ => true,
+        };
+        if !rolled_back {
+            tracing::warn!("closing a database connection that could not roll back");
+            drop(Object::take(client));
+            return outcome;
         }
-        outcome
+        // A broken connection is detached here, like every other checkout's.
+        settle(client, outcome)
     }
 }
 
