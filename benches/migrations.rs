@@ -15,14 +15,15 @@
 //! counts (default 10 and 10,000). PostgreSQL is `TEST_DATABASE_URL` (a
 //! superuser URL), else 127.0.0.1:5432 as `postgres`, as for the tests.
 
-use std::{
-    str::FromStr,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tenantry::db::{local, migrate};
 use tokio_postgres::{Client, Config, NoTls};
+
+use common::superuser_config;
 
 const USERS_PER_TENANT: i64 = 3;
 const NOTES_PER_USER: i64 = 7;
@@ -125,21 +126,6 @@ fn tenant_counts() -> anyhow::Result<Vec<i64>> {
                 .with_context(|| format!("BENCH_TENANTS: {count:?} is not a positive number"))
         })
         .collect()
-}
-
-/// `TEST_DATABASE_URL`, else 127.0.0.1:5432 as `postgres`.
-fn superuser_config() -> anyhow::Result<Config> {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return Config::from_str(&url).context("TEST_DATABASE_URL is not a PostgreSQL URL");
-    }
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(5432)
-        .user("postgres")
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(5));
-    Ok(config)
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Client> {

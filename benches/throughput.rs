@@ -73,13 +73,18 @@ mod report;
 #[path = "throughput/server.rs"]
 mod server;
 
-use std::{collections::BTreeMap, fs, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use tokio_postgres::{Client, Config, config::Host};
 
 use self::{
-    common::{Machine, env_or},
+    common::{Machine, env_or, superuser_config},
     data::{Distribution, Spec},
     load::{Picker, Target, Workload},
     pgbench::{Login, Translated, Variant},
@@ -103,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         .join("target")
         .join("bench");
     fs::create_dir_all(out_dir.join("pgbench"))?;
-    let settings = server_settings(&options);
+    let settings = server::bench_settings(Setting::new("DATABASE_POOL_SIZE", "10".to_owned()));
     eprintln!("computing the users' argon2id hash ...");
     let bench = Bench {
         pgbench: find_pgbench()?,
@@ -241,58 +246,6 @@ fn list(name: &str, default: &str) -> Vec<String> {
         .map(|item| item.trim().to_lowercase())
         .filter(|item| !item.is_empty())
         .collect()
-}
-
-/// The server's environment, besides `DATABASE_URL` and `PORT`.
-fn server_settings(options: &Options) -> Vec<Setting> {
-    let pool = Setting::new("DATABASE_POOL_SIZE", "10".to_owned());
-    // Limits out of the way: huge rates, the whole pool for any one tenant,
-    // no quotas. Every bench tenant is on the enterprise plan.
-    let limits = serde_json::json!({
-        "plans": {
-            "enterprise": {
-                "requests_per_second": 1_000_000, "burst": 1_000_000,
-                "max_db_connections": pool.value.parse::<usize>().unwrap_or(10),
-                "max_users": null, "max_notes": null,
-            }
-        }
-    });
-    let _ = options;
-    vec![
-        Setting::fixed(
-            "JWT_KEYS",
-            &format!("{}:{}", load::JWT_KID, load::JWT_SECRET),
-        ),
-        Setting::fixed("SIGNUP_MODE", "open"),
-        Setting::fixed("BASE_DOMAIN", load::BASE_DOMAIN),
-        Setting::fixed("HOST", "127.0.0.1"),
-        Setting::fixed("LOG_FORMAT", "json"),
-        Setting::fixed("RUST_LOG", "warn"),
-        Setting::new("TENANT_LIMITS", limits.to_string()),
-        pool,
-        Setting::new("TENANT_CACHE_TTL_MS", "5000".to_owned()),
-        Setting::new(
-            "PASSWORD_HASH_CONCURRENCY",
-            (Machine::read().cores / 2).max(1).to_string(),
-        ),
-        Setting::fixed("CLIENT_RATE_LIMIT_PER_MINUTE", "1000000"),
-        Setting::fixed("CLIENT_RATE_LIMIT_BURST", "1000000"),
-    ]
-}
-
-/// `TEST_DATABASE_URL`, else 127.0.0.1:5432 as `postgres`.
-fn superuser_config() -> anyhow::Result<Config> {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return Config::from_str(&url).context("TEST_DATABASE_URL is not a PostgreSQL URL");
-    }
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(5432)
-        .user("postgres")
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(5));
-    Ok(config)
 }
 
 /// `host:port` of the server, which must be reachable over TCP (the proxy
@@ -447,7 +400,13 @@ impl Bench {
             if let Some(mut previous) = server.take() {
                 Server::stop(&mut previous)?;
             }
-            let started = Server::start(&url, &self.settings, &log).await?;
+            let started = Server::start(
+                Path::new(env!("CARGO_BIN_EXE_tenantry")),
+                &url,
+                &self.settings,
+                &log,
+            )
+            .await?;
             eprintln!(
                 "[{spec}] server ready in {:.0} ms",
                 started.startup.as_secs_f64() * 1000.0
@@ -648,7 +607,13 @@ impl Bench {
         let proxy = proxy::Proxy::start(format!("{}:{}", self.upstream.0, self.upstream.1)).await?;
         let url = self.database_url(proxy.port(), database);
         let log = self.out_dir.join("server-calibration.log");
-        let mut server = Server::start(&url, &self.settings, &log).await?;
+        let mut server = Server::start(
+            Path::new(env!("CARGO_BIN_EXE_tenantry")),
+            &url,
+            &self.settings,
+            &log,
+        )
+        .await?;
         let target = Target {
             base: format!("http://127.0.0.1:{}", server.port),
             picker: std::sync::Arc::clone(picker),

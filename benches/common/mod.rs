@@ -5,9 +5,10 @@
 //! does not use is dead code in that one.
 #![allow(dead_code, reason = "each bench uses a different part of this module")]
 
-use std::{fs, process::Command};
+use std::{fs, process::Command, str::FromStr, time::Duration};
 
 use anyhow::Context;
+use tokio_postgres::Config;
 
 /// The value of the environment variable `name`, parsed, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
@@ -135,4 +136,19 @@ pub fn fmt_ms(value: Option<f64>) -> String {
 /// A whole number, or `–` for none.
 pub fn fmt_count(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |n| format!("{n:.0}"))
+}
+
+/// `TEST_DATABASE_URL`, else 127.0.0.1:5432 as `postgres`.
+pub fn superuser_config() -> anyhow::Result<Config> {
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        return Config::from_str(&url).context("TEST_DATABASE_URL is not a PostgreSQL URL");
+    }
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(5432)
+        .user("postgres")
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5));
+    Ok(config)
 }

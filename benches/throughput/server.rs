@@ -16,6 +16,9 @@ use std::{
 
 use anyhow::{Context, bail};
 
+use super::load;
+use crate::common::Machine;
+
 /// One environment variable given to the server.
 #[derive(Clone)]
 pub struct Setting {
@@ -50,6 +53,42 @@ impl Setting {
     }
 }
 
+/// The server's environment for a bench run, besides `DATABASE_URL` and
+/// `PORT`: limits out of the way (huge rates, the whole pool for any one
+/// tenant, no quotas; every bench tenant is on the enterprise plan), the
+/// bench's signing key and base domain, and `pool` as `DATABASE_POOL_SIZE`.
+pub fn bench_settings(pool: Setting) -> Vec<Setting> {
+    let limits = serde_json::json!({
+        "plans": {
+            "enterprise": {
+                "requests_per_second": 1_000_000, "burst": 1_000_000,
+                "max_db_connections": pool.value.parse::<usize>().unwrap_or(10),
+                "max_users": null, "max_notes": null,
+            }
+        }
+    });
+    vec![
+        Setting::fixed(
+            "JWT_KEYS",
+            &format!("{}:{}", load::JWT_KID, load::JWT_SECRET),
+        ),
+        Setting::fixed("SIGNUP_MODE", "open"),
+        Setting::fixed("BASE_DOMAIN", load::BASE_DOMAIN),
+        Setting::fixed("HOST", "127.0.0.1"),
+        Setting::fixed("LOG_FORMAT", "json"),
+        Setting::fixed("RUST_LOG", "warn"),
+        Setting::new("TENANT_LIMITS", limits.to_string()),
+        pool,
+        Setting::new("TENANT_CACHE_TTL_MS", "5000".to_owned()),
+        Setting::new(
+            "PASSWORD_HASH_CONCURRENCY",
+            (Machine::read().cores / 2).max(1).to_string(),
+        ),
+        Setting::fixed("CLIENT_RATE_LIMIT_PER_MINUTE", "1000000"),
+        Setting::fixed("CLIENT_RATE_LIMIT_BURST", "1000000"),
+    ]
+}
+
 /// `tenantry serve` in a child process. Dropping it stops it (SIGTERM), so an
 /// error or a panic leaves nothing running.
 pub struct Server {
@@ -64,9 +103,10 @@ pub struct Server {
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Server {
-    /// Starts the server with `settings` plus `DATABASE_URL` and `PORT`, and
+    /// Starts `binary` with `settings` plus `DATABASE_URL` and `PORT`, and
     /// waits for `/readyz` to answer 200 (polled every millisecond).
     pub async fn start(
+        binary: &Path,
         database_url: &str,
         settings: &[Setting],
         log: &Path,
@@ -74,7 +114,7 @@ impl Server {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let output =
             File::create(log).with_context(|| format!("could not create {}", log.display()))?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .env_remove("ADMIN_DATABASE_URL")
