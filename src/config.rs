@@ -44,6 +44,9 @@ pub struct Settings {
     pub admin_api: Option<AdminApiSettings>,
     /// Rate limits and quotas (see [`crate::limits`]).
     pub limits: LimitSettings,
+    /// Whether the database is a Citus coordinator (`DATABASE_CITUS`): then
+    /// start-up checks that it is set up by `sql/citus/`.
+    pub citus: crate::db::citus::CitusMode,
 }
 
 /// Per-tenant and per-client limits.
@@ -205,6 +208,7 @@ impl Settings {
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
             admin_api: AdminApiSettings::from_source(env)?,
             limits: LimitSettings::from_source(env)?,
+            citus: parse_or(env, "DATABASE_CITUS", crate::db::citus::CitusMode::Auto)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,
