@@ -3,6 +3,10 @@
 -- then 02_distribute.sql. Run both again after every migrate: a migration
 -- may replace a function this file replaces (see docs/CITUS.md).
 --
+-- Each function here carries the marker `tenantry:citus-variant` in its
+-- body: a migration that replaces one of them drops it, and the service then
+-- refuses to start on Citus until this file has run again.
+--
 -- Plain SQL, and idempotent. On plain PostgreSQL these versions behave
 -- exactly like the ones in sql/migrations (tests/api/citus.rs applies this
 -- file to a plain database and runs the tenant, quota and usage paths on
@@ -48,6 +52,7 @@ create or replace function bind_tenant(
 returns table (tenant_status text, user_role text)
 language plpgsql volatile security invoker
 as $$
+-- tenantry:citus-variant (the service's start-up check on Citus looks for this)
 begin
     execute pg_catalog.format('set local app.tenant_id = %L', p_tenant);
     execute pg_catalog.format('set local app.max_users = %L', coalesce(p_max_users::text, ''));
@@ -62,8 +67,6 @@ begin
     return next;
 end
 $$;
-comment on function bind_tenant(uuid, integer, bigint, bigint, uuid) is
-    'tenantry: Citus variant (sql/citus/01_functions.sql)';
 
 -- count_tenant_rows: as V3, made shard-aware.
 --
@@ -81,6 +84,7 @@ create or replace function count_tenant_rows()
 returns trigger
 language plpgsql security invoker set search_path = ''
 as $$
+-- tenantry:citus-variant (the service's start-up check on Citus looks for this)
 declare
     resource text := coalesce(tg_argv[0], tg_table_name);
     quota bigint := nullif(pg_catalog.current_setting('app.max_' || resource, true), '')::bigint;
@@ -110,8 +114,6 @@ begin
     return null;
 end
 $$;
-comment on function count_tenant_rows() is
-    'tenantry: Citus variant (sql/citus/01_functions.sql)';
 
 -- The same triggers as V3, now naming their resource.
 drop trigger if exists users_counted_on_insert on users;
@@ -142,6 +144,7 @@ returns table (
 language plpgsql volatile security definer set search_path = ''
 as $$
 #variable_conflict use_column
+-- tenantry:citus-variant (the service's start-up check on Citus looks for this)
 declare
     t record;
     note_bytes bigint;
@@ -169,5 +172,3 @@ begin
     execute 'set local app.tenant_id = ''''';
 end
 $$;
-comment on function tenant_usage(text, text) is
-    'tenantry: Citus variant (sql/citus/01_functions.sql)';

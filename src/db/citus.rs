@@ -60,9 +60,9 @@ impl fmt::Display for Engine {
     }
 }
 
-/// The comment `sql/citus/01_functions.sql` puts on each function it
+/// The marker in the body of each function `sql/citus/01_functions.sql`
 /// replaces; a migration that replaces one again drops it.
-pub const VARIANT_COMMENT: &str = "tenantry: Citus variant (sql/citus/01_functions.sql)";
+pub const VARIANT_MARKER: &str = "tenantry:citus-variant";
 
 /// The functions that must be the Citus variants on a Citus cluster.
 pub const VARIANT_FUNCTIONS: &[&str] = &[
@@ -169,16 +169,25 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
             problems.push(format!("registry table {name} is not a reference table"));
         }
     }
+    problems.extend(variant_problems(client).await?);
+    Ok(problems)
+}
+
+/// The functions of [`VARIANT_FUNCTIONS`] that are not (or no longer) the
+/// Citus variants: `sql/citus/01_functions.sql` was not applied, or a
+/// migration replaced them since.
+pub async fn variant_problems(client: &Client) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
     for function in VARIANT_FUNCTIONS {
-        let comment: Option<String> = client
+        let source: Option<String> = client
             .query_one(
-                "select obj_description(to_regprocedure($1), 'pg_proc')",
+                "select prosrc from pg_proc where oid = to_regprocedure($1)",
                 &[function],
             )
             .await
-            .with_context(|| format!("could not read the comment of {function}"))?
+            .with_context(|| format!("could not read {function}"))?
             .get(0);
-        if comment.as_deref() != Some(VARIANT_COMMENT) {
+        if !source.is_some_and(|body| body.contains(VARIANT_MARKER)) {
             problems.push(format!(
                 "{function} is not the Citus variant of sql/citus/01_functions.sql"
             ));

@@ -628,16 +628,10 @@ async fn the_citus_functions_behave_like_the_migrations_on_plain_postgresql() {
         citus::detect(&client, CitusMode::Auto).await.unwrap(),
         Engine::PostgreSql
     );
-    let comment: Option<String> = app
-        .admin
-        .query_one(
-            "select obj_description('count_tenant_rows()'::regprocedure, 'pg_proc')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(comment.as_deref(), Some(citus::VARIANT_COMMENT));
+    assert_eq!(
+        citus::variant_problems(&client).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -661,6 +655,31 @@ async fn database_citus_detects_plain_postgresql_and_refuses_on_without_the_exte
         refused.contains("DATABASE_CITUS=on")
             && refused.contains("the citus extension is not installed"),
         "{refused}"
+    );
+
+    // The check for the Citus function variants: none on a migrated
+    // database; all three once sql/citus/01_functions.sql ran; and one
+    // missing again when a migration replaces bind_tenant.
+    assert_eq!(citus::variant_problems(&runtime).await.unwrap().len(), 3);
+    let admin = connect(&cluster.superuser_on(&dbname)).await;
+    admin
+        .batch_execute(&repo_file("sql/citus/01_functions.sql"))
+        .await
+        .unwrap();
+    assert_eq!(
+        citus::variant_problems(&runtime).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let v4 = repo_file("sql/migrations/V4__bind_tenant.sql").replace(
+        "create function bind_tenant",
+        "create or replace function bind_tenant",
+    );
+    admin.batch_execute(&v4).await.unwrap();
+    assert_eq!(
+        citus::variant_problems(&runtime).await.unwrap(),
+        [
+            "bind_tenant(uuid, integer, bigint, bigint, uuid) is not the Citus variant of sql/citus/01_functions.sql"
+        ]
     );
 
     // The server itself refuses to start with `on`, and starts with `off`.
