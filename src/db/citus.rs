@@ -174,10 +174,24 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
 }
 
 /// The functions of [`VARIANT_FUNCTIONS`] that are not (or no longer) the
-/// Citus variants: `sql/citus/01_functions.sql` was not applied, or a
-/// migration replaced them since.
+/// Citus variants, and counting triggers that do not name their resource
+/// (on a shard, the table's name is the shard's): `sql/citus/01_functions.sql`
+/// was not applied, or a migration replaced them since.
 pub async fn variant_problems(client: &Client) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = client
+        .query(
+            "select 'trigger ' || t.tgname || ' on ' || c.relname || ' does not pass its table''s name to count_tenant_rows'
+             from pg_trigger t join pg_class c on c.oid = t.tgrelid
+             where t.tgfoid = to_regprocedure('count_tenant_rows()')
+               and (t.tgnargs <> 1 or t.tgargs <> convert_to(c.relname::text, 'UTF8') || '\\000'::bytea)
+             order by 1",
+            &[],
+        )
+        .await
+        .context("could not read the counting triggers")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     for function in VARIANT_FUNCTIONS {
         let source: Option<String> = client
             .query_one(

@@ -658,9 +658,13 @@ async fn database_citus_detects_plain_postgresql_and_refuses_on_without_the_exte
     );
 
     // The check for the Citus function variants: none on a migrated
-    // database; all three once sql/citus/01_functions.sql ran; and one
-    // missing again when a migration replaces bind_tenant.
-    assert_eq!(citus::variant_problems(&runtime).await.unwrap().len(), 3);
+    // database (nor triggers naming their resource); all once
+    // sql/citus/01_functions.sql ran; and one missing again when a
+    // migration replaces bind_tenant, or adds a counting trigger the V3 way.
+    assert_eq!(
+        citus::variant_problems(&runtime).await.unwrap().len(),
+        3 + 4
+    );
     let admin = connect(&cluster.superuser_on(&dbname)).await;
     admin
         .batch_execute(&repo_file("sql/citus/01_functions.sql"))
@@ -674,11 +678,20 @@ async fn database_citus_detects_plain_postgresql_and_refuses_on_without_the_exte
         "create function bind_tenant",
         "create or replace function bind_tenant",
     );
-    admin.batch_execute(&v4).await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "{v4};
+             create trigger audit_events_counted_on_insert after insert on audit_events
+                 referencing new table as changed_rows
+                 for each statement execute function count_tenant_rows()"
+        ))
+        .await
+        .unwrap();
     assert_eq!(
         citus::variant_problems(&runtime).await.unwrap(),
         [
-            "bind_tenant(uuid, integer, bigint, bigint, uuid) is not the Citus variant of sql/citus/01_functions.sql"
+            "trigger audit_events_counted_on_insert on audit_events does not pass its table's name to count_tenant_rows",
+            "bind_tenant(uuid, integer, bigint, bigint, uuid) is not the Citus variant of sql/citus/01_functions.sql",
         ]
     );
 
