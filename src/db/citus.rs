@@ -125,8 +125,9 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
         ));
     }
     // Tenant tables (a tenant_id column in the primary key) must be
-    // hash-distributed by tenant_id in one colocation group; the tables
-    // they reference (the registry) must be reference tables.
+    // hash-distributed by tenant_id in one colocation group; the registry
+    // (tables with a tenant_id outside their key, or referenced by a foreign
+    // key) must be reference tables.
     let rows = client
         .query(
             "with t as (
@@ -134,14 +135,16 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
                         exists (select 1 from pg_constraint k join pg_attribute a
                                   on a.attrelid = k.conrelid and a.attnum = any(k.conkey)
                                 where k.conrelid = c.oid and k.contype = 'p' and a.attname = 'tenant_id') as tenant,
-                        exists (select 1 from pg_constraint f where f.confrelid = c.oid and f.contype = 'f') as referenced
+                        exists (select 1 from pg_constraint f where f.confrelid = c.oid and f.contype = 'f')
+                          or exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id')
+                          as registry
                  from pg_class c
                  where c.relkind in ('r', 'p') and c.relnamespace = 'public'::regnamespace)
-             select t.name, t.tenant, t.referenced, p.partmethod::text,
+             select t.name, t.tenant, t.registry, p.partmethod::text,
                     coalesce(pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), ''),
                     p.colocationid
              from t left join pg_dist_partition p on p.logicalrelid = t.oid
-             where t.tenant or t.referenced
+             where t.tenant or t.registry
              order by t.name",
             &[],
         )
