@@ -33,7 +33,7 @@
 set citus.enable_unsafe_triggers = on;
 
 -- Helpers for this session only.
-create function pg_temp.reference_table(p_table regclass) returns void
+create or replace function pg_temp.reference_table(p_table regclass) returns void
 language plpgsql as $$
 begin
     if not exists (select 1 from pg_dist_partition where logicalrelid = p_table) then
@@ -42,7 +42,7 @@ begin
 end
 $$;
 
-create function pg_temp.tenant_table(p_table regclass, p_colocate_with text) returns void
+create or replace function pg_temp.tenant_table(p_table regclass, p_colocate_with text) returns void
 language plpgsql as $$
 begin
     if not exists (select 1 from pg_dist_partition where logicalrelid = p_table) then
@@ -51,7 +51,7 @@ begin
 end
 $$;
 
-create function pg_temp.local_table(p_table regclass) returns void
+create or replace function pg_temp.local_table(p_table regclass) returns void
 language plpgsql as $$
 begin
     if exists (select 1 from pg_dist_partition where logicalrelid = p_table) then
@@ -79,9 +79,18 @@ select pg_temp.local_table('schema_migrations');
 -- the shards would see no tenant: every query would find no rows). Set for
 -- every role that binds tenant transactions or calls tenant_usage().
 -- tenantry serve refuses to start on Citus without it (src/db/citus.rs).
-alter role tenantry_app set citus.propagate_set_commands = 'local';
-alter role tenantry_admin set citus.propagate_set_commands = 'local';
-alter role tenantry_analytics set citus.propagate_set_commands = 'local';
+-- In this database only: the roles are cluster-wide. The setting matters on
+-- the coordinator, which decides what to forward.
+do $$
+declare
+    role_name text;
+begin
+    foreach role_name in array array['tenantry_app', 'tenantry_admin', 'tenantry_analytics'] loop
+        execute format('alter role %I in database %I set citus.propagate_set_commands = %L',
+                       role_name, current_database(), 'local');
+    end loop;
+end
+$$;
 
 -- The pool plans every statement with its parameters
 -- (plan_cache_mode=force_custom_plan, src/db/mod.rs), which is also what
@@ -103,7 +112,7 @@ begin
                    and exists (select 1 from pg_policy p where p.polrelid = c.oid and p.polname = 'tenant_isolation')
             from pg_class c where c.oid = '%s'::regclass
         $cmd$) r
-        where not r.success or r.result <> 't';
+        where not r.success or r.result not in ('t', 'true');
         if bad is not null then
             raise exception 'shards % of % lack forced RLS or the tenant_isolation policy', bad, t;
         end if;
