@@ -26,6 +26,7 @@ mod openapi;
 mod operations;
 mod plans;
 mod resilience;
+mod routing;
 mod source;
 mod tenancy;
 mod tokens;
