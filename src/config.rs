@@ -571,6 +571,28 @@ mod tests {
     }
 
     #[test]
+    fn database_citus_is_auto_by_default_and_refuses_unknown_values() {
+        use crate::db::citus::CitusMode;
+        let default = Settings::from_source(&source(&minimal())).expect("valid");
+        assert_eq!(default.citus, CitusMode::Auto);
+        let mut env = minimal();
+        env.push(("DATABASE_CITUS", "on"));
+        assert_eq!(
+            Settings::from_source(&source(&env)).expect("valid").citus,
+            CitusMode::On
+        );
+        let mut env = minimal();
+        env.push(("DATABASE_CITUS", "maybe"));
+        let error = Settings::from_source(&source(&env))
+            .expect_err("not a mode")
+            .to_string();
+        assert!(
+            error.contains("DATABASE_CITUS=\"maybe\" is invalid: expected auto, on or off"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn defaults_fill_everything_optional() {
         let settings = Settings::from_source(&source(&minimal())).expect("valid");
         assert_eq!(settings.port, 8080);
