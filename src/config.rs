@@ -44,6 +44,9 @@ pub struct Settings {
     pub admin_api: Option<AdminApiSettings>,
     /// Rate limits and quotas (see [`crate::limits`]).
     pub limits: LimitSettings,
+    /// Whether the database is a Citus coordinator (`DATABASE_CITUS`): then
+    /// start-up checks that it is set up by `sql/citus/`.
+    pub citus: crate::db::citus::CitusMode,
 }
 
 /// Per-tenant and per-client limits.
@@ -205,6 +208,7 @@ impl Settings {
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
             admin_api: AdminApiSettings::from_source(env)?,
             limits: LimitSettings::from_source(env)?,
+            citus: parse_or(env, "DATABASE_CITUS", crate::db::citus::CitusMode::Auto)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,
@@ -564,6 +568,28 @@ mod tests {
             ("JWT_KEYS", KEY),
             ("SIGNUP_MODE", "open"),
         ]
+    }
+
+    #[test]
+    fn database_citus_is_auto_by_default_and_refuses_unknown_values() {
+        use crate::db::citus::CitusMode;
+        let default = Settings::from_source(&source(&minimal())).expect("valid");
+        assert_eq!(default.citus, CitusMode::Auto);
+        let mut env = minimal();
+        env.push(("DATABASE_CITUS", "on"));
+        assert_eq!(
+            Settings::from_source(&source(&env)).expect("valid").citus,
+            CitusMode::On
+        );
+        let mut env = minimal();
+        env.push(("DATABASE_CITUS", "maybe"));
+        let error = Settings::from_source(&source(&env))
+            .expect_err("not a mode")
+            .to_string();
+        assert!(
+            error.contains("DATABASE_CITUS=\"maybe\" is invalid: expected auto, on or off"),
+            "{error}"
+        );
     }
 
     #[test]

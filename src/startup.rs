@@ -32,7 +32,7 @@ use crate::{
     api::{self, middleware as mw},
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::{Settings, SignupMode},
-    db::{Db, audit},
+    db::{Db, audit, citus::CitusMode},
     limits::Limits,
     tenant::resolver::TenantResolver,
 };
@@ -75,7 +75,7 @@ impl Application {
     /// database role could bypass tenant isolation.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database)?;
-        audit_database(&db).await?;
+        audit_database(&db, settings.citus).await?;
         let state = AppState {
             tenants: Arc::new(TenantResolver::new(
                 db.pool().clone(),
@@ -159,8 +159,9 @@ impl Application {
 }
 
 /// Connects as the runtime role, retrying while the database is unreachable
-/// (not when it refuses us), and runs the isolation audit.
-async fn audit_database(db: &Db) -> anyhow::Result<()> {
+/// (not when it refuses us), runs the isolation audit, and checks a Citus
+/// cluster's set-up (`DATABASE_CITUS`, see [`crate::db::citus`]).
+async fn audit_database(db: &Db, citus: CitusMode) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
     let client = loop {
         match db.pool().get().await {
@@ -176,7 +177,10 @@ async fn audit_database(db: &Db) -> anyhow::Result<()> {
             }
         }
     };
-    audit::check(&client).await
+    audit::check(&client).await?;
+    let engine = crate::db::citus::detect(&client, citus).await?;
+    tracing::info!(db.engine = %engine, "database engine: {engine}");
+    Ok(())
 }
 
 /// Builds the `/admin` API's pools (when enabled) and audits the admin and

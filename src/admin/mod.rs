@@ -107,6 +107,8 @@ impl Admin {
             .await
             .context("could not connect as the admin role (ADMIN_DATABASE_URL)")?;
         crate::db::audit::check(&admin).await?;
+        // On Citus, this role's tenant transactions bind with SET LOCAL too.
+        crate::db::citus::detect(&admin, crate::db::citus::CitusMode::Auto).await?;
         if let Some(analytics) = &self.analytics {
             analytics.audit().await?;
         }

@@ -65,7 +65,11 @@ impl AnalyticsDb {
             .get()
             .await
             .context("could not connect as the analytics role (ANALYTICS_DATABASE_URL)")?;
-        super::audit::check(&client).await
+        super::audit::check(&client).await?;
+        // On Citus, tenant_usage() binds each tenant with SET LOCAL: this
+        // role too needs it forwarded to the workers.
+        super::citus::detect(&client, super::citus::CitusMode::Auto).await?;
+        Ok(())
     }
 
     /// Every tenant's usage; `actor` and `request_id` go into the audit record.

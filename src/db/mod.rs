@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod audit;
+pub mod citus;
 pub mod local;
 pub mod migrate;
 mod share;

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use crate::helpers::{TestCluster, cluster, connect};
 
 /// Tables with a `tenant_id` column (SQL fragment, alias `c`).
-const TENANT_TABLE: &str = "c.relkind in ('r', 'p')
+pub(crate) const TENANT_TABLE: &str = "c.relkind in ('r', 'p')
     and c.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
     and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)";
 
@@ -154,7 +154,7 @@ async fn violations(client: &Client, check: &str, role: Option<&str>) -> Vec<Str
 }
 
 /// The migrated schema passes `check`; each plant makes it report `expected`.
-async fn holds_and_catches(
+pub(crate) async fn holds_and_catches(
     cluster: &TestCluster,
     check: &str,
     role: Option<&str>,

@@ -27,7 +27,7 @@ use tenantry::{
         AdminApiSettings, ClientLimitSettings, DatabaseSettings, HashingSettings, JwtSettings,
         LimitSettings, OpsSettings, Settings, SignupMode,
     },
-    db::{local, migrate},
+    db::{citus::CitusMode, local, migrate},
     limits::{Limits, LimitsDocument},
     startup::Application,
     tenant::{Tenant, TenantId, TenantRecord, TenantStatus},
@@ -332,6 +332,7 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         max_body_bytes: 128 * 1024,
         tenant_cache_ttl: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
+        citus: CitusMode::Auto,
         admin_api: Some(AdminApiSettings {
             token: SecretString::from(ADMIN_API_TOKEN),
             ops: ops_settings(cluster, dbname, None),

@@ -8,6 +8,7 @@
 mod admin_api;
 mod analytics;
 mod catalog;
+mod citus;
 mod database;
 mod dns;
 mod domains;
@@ -25,6 +26,7 @@ mod openapi;
 mod operations;
 mod plans;
 mod resilience;
+mod routing;
 mod source;
 mod tenancy;
 mod tokens;

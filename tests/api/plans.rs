@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use crate::helpers::{TestApp, connect, spawn_app};
 
-const TENANT_TABLES: [&str; 4] = ["users", "notes", "audit_events", "usage_counters"];
+pub(crate) const TENANT_TABLES: [&str; 4] = ["users", "notes", "audit_events", "usage_counters"];
 /// Benchmark scale, kept small enough for CI: 1,000 tenants, 100,000 notes.
 const TENANTS: i32 = 1_000;
 const NOTES_PER_TENANT: i32 = 100;
@@ -19,7 +19,7 @@ const NOTES_PER_TENANT: i32 = 100;
 /// Every SQL string literal of the request path (`src/api` except the
 /// operator API, `src/auth`, `src/audit.rs`) that reads or writes a tenant
 /// table. `{NAME}` placeholders of `format!` strings (a column list) become `*`.
-fn request_path_statements() -> Vec<(String, String)> {
+pub(crate) fn request_path_statements() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("src/audit.rs")];
     for dir in ["src/api", "src/auth"] {
@@ -54,7 +54,7 @@ fn request_path_statements() -> Vec<(String, String)> {
 }
 
 /// The contents of every `"..."` literal in Rust source (no raw strings).
-fn string_literals(text: &str) -> Vec<String> {
+pub(crate) fn string_literals(text: &str) -> Vec<String> {
     let mut literals = Vec::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -78,7 +78,7 @@ fn string_literals(text: &str) -> Vec<String> {
     literals
 }
 
-fn replace_placeholders(sql: &str) -> String {
+pub(crate) fn replace_placeholders(sql: &str) -> String {
     let mut out = String::new();
     let mut rest = sql;
     while let Some(open) = rest.find('{') {

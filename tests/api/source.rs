@@ -111,10 +111,11 @@ fn the_tenant_is_set_only_transaction_locally_and_only_by_with_tenant() {
     // bind_tenant(), the first statement of every tenant transaction (which
     // only src/db/mod.rs opens, for every role), and tenant_usage(), the
     // analytics function that visits each tenant in turn under its own RLS
-    // context and returns only counts.
+    // context and returns only counts; and their Citus variants.
     assert_eq!(
         setters,
         [
+            "sql/citus/01_functions.sql",
             "sql/migrations/V2__lifecycle.sql",
             "sql/migrations/V4__bind_tenant.sql"
         ],
