@@ -89,7 +89,7 @@ resource "google_compute_security_policy" "edge" {
     description = "CVE canaries (log4j JNDI lookups)"
     match {
       expr {
-        expression = "evaluatePreconfiguredWaf('cve-canary', {'sensitivity': 1})"
+        expression = "evaluatePreconfiguredExpr('cve-canary')"
       }
     }
   }

@@ -9,6 +9,26 @@ resource "google_compute_network" "vpc" {
   auto_create_subnetworks = false
 }
 
+# Nothing needs to reach anything on this network from outside (Cloud Run
+# only connects out): deny all ingress explicitly, and log what is refused.
+resource "google_compute_firewall" "deny_ingress" {
+  project   = var.project_id
+  name      = "${var.name}-deny-ingress"
+  network   = google_compute_network.vpc.id
+  direction = "INGRESS"
+  priority  = 65534
+
+  deny {
+    protocol = "all"
+  }
+
+  source_ranges = ["0.0.0.0/0"]
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
 resource "google_compute_subnetwork" "run" {
   project                  = var.project_id
   name                     = "${var.name}-run"
