@@ -123,6 +123,7 @@ module "service" {
   concurrency              = var.concurrency
   cpu                      = var.cpu
   memory                   = var.memory
+  cpu_always_allocated     = var.cpu_always_allocated
   pool_size                = var.database_pool_size
   tenant_limits_json       = local.tenant_limits_json
   jwt_key_id               = var.jwt_key_id
@@ -156,6 +157,8 @@ resource "google_project_iam_member" "deployer" {
   for_each = toset([
     "roles/run.developer",
     "roles/logging.logWriter",
+    # `gcloud builds submit` uploads the source to gs://PROJECT_cloudbuild.
+    "roles/storage.objectViewer",
   ])
   project = var.project_id
   role    = each.value

@@ -85,6 +85,12 @@ variable "cpu" {
   default     = "1"
 }
 
+variable "cpu_always_allocated" {
+  description = "[cost] Instance-based billing (CPU allocated between requests): the collector sidecar then exports telemetry promptly instead of being throttled after each request. Off: pay per request, telemetry may lag."
+  type        = bool
+  default     = false
+}
+
 variable "memory" {
   description = "[cost] Memory of the app container."
   type        = string

@@ -169,7 +169,7 @@ resource "google_cloud_run_v2_service" "main" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        cpu_idle          = !var.cpu_always_allocated
         startup_cpu_boost = true
       }
 
@@ -229,7 +229,7 @@ resource "google_cloud_run_v2_service" "main" {
           cpu    = "1"
           memory = "256Mi"
         }
-        cpu_idle = true
+        cpu_idle = !var.cpu_always_allocated
       }
 
       volume_mounts {
@@ -286,6 +286,18 @@ resource "google_cloud_run_v2_service" "main" {
     google_secret_manager_secret_version.app,
     var.database_secret_versions,
   ]
+}
+
+# Anyone may call the service: ingress admits only the load balancer (and so
+# Cloud Armor), and the API authenticates its callers itself (JWT per tenant,
+# the admin token). Without this the load balancer's requests would get 403.
+resource "google_cloud_run_v2_service_iam_member" "public" {
+  # checkov:skip=CKV_GCP_102:A public API by design: ingress is restricted to the load balancer (INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER) behind Cloud Armor, and every tenant route authenticates in the service.
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.main.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }
 
 resource "google_cloud_run_v2_job" "migrate" {

@@ -83,6 +83,11 @@ variable "cpu" {
   type        = string
 }
 
+variable "cpu_always_allocated" {
+  description = "Instance-based billing: CPU stays allocated between requests, so the collector sidecar exports telemetry promptly (with request-based billing it is throttled after each request). Costs more at low traffic."
+  type        = bool
+}
+
 variable "memory" {
   description = "Memory of the app container (e.g. \"512Mi\")."
   type        = string
