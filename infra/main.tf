@@ -55,6 +55,16 @@ resource "google_artifact_registry_repository" "images" {
   format        = "DOCKER"
   description   = "tenantry images, tagged with the commit SHA by cloudbuild.yaml"
 
+  # Images older than 90 days go, except the 20 most recent (rollback
+  # targets); the `latest` cache tag moves with every build.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "7776000s"
+    }
+  }
   cleanup_policies {
     id     = "keep-recent"
     action = "KEEP"

@@ -29,6 +29,28 @@ resource "google_compute_firewall" "deny_ingress" {
   }
 }
 
+# The one exception: SSH through Identity-Aware Proxy to an operator VM
+# tagged NAME-ops, whose tunnel lets the operator commands (`tenantry
+# tenants ...`) reach Cloud SQL's private IP (README, "Deploying").
+resource "google_compute_firewall" "iap_ssh_to_ops" {
+  project       = var.project_id
+  name          = "${var.name}-iap-ssh-ops"
+  network       = google_compute_network.vpc.id
+  direction     = "INGRESS"
+  priority      = 1000
+  source_ranges = ["35.235.240.0/20"]
+  target_tags   = ["${var.name}-ops"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["22"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
 resource "google_compute_subnetwork" "run" {
   project                  = var.project_id
   name                     = "${var.name}-run"
