@@ -89,6 +89,18 @@ pub enum TenantsCommand {
         #[arg(long)]
         gzip: bool,
     },
+    /// Write Terraform's `tenants` variable (plan, verified custom domains)
+    /// from the registry, keeping the `limits` already in the file.
+    ExportTfvars {
+        /// The `*.auto.tfvars.json` file to write (replaced atomically).
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "infra/tenants.auto.tfvars.json"
+        )]
+        output: PathBuf,
+    },
     /// Restore a tenant from an export (plain or gzipped; `-` for stdin),
     /// atomically: into the same tenant (after a purge), or beside it as a new
     /// tenant with `--as`.
@@ -206,6 +218,18 @@ pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
                 Some(summary) => print(&summary),
                 None => Ok(()),
             }
+        }
+        TenantsCommand::ExportTfvars { output } => {
+            let tenants = list_all(&admin).await?;
+            let registry = admin
+                .registry_for_terraform(&tenants)
+                .await
+                .map_err(explain)?;
+            let summary = super::tfvars::write(&output, &registry)?;
+            for slug in &summary.removed {
+                eprintln!("removed {slug} (no longer in the registry), with its limits");
+            }
+            print(&summary)
         }
         TenantsCommand::Import { file, as_slug } => {
             let as_slug = as_slug

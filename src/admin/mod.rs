@@ -13,12 +13,14 @@
 //! | [`purge`]   | remove every row of a suspended tenant                      |
 //! | [`domains`] | add, list, remove, verify by DNS TXT record                 |
 //! | [`transfer`]| export to and import from the NDJSON format                 |
+//! | [`tfvars`]  | Terraform's `tenants` variable from the registry            |
 //! | [`commands`]| the CLI: `tenantry tenants|domains ...`, `tenantry stats`    |
 
 pub mod commands;
 pub mod domains;
 pub mod purge;
 pub mod tenants;
+pub mod tfvars;
 pub mod transfer;
 
 use anyhow::Context;

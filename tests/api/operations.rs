@@ -485,3 +485,78 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn terraforms_tenant_file_follows_the_registry_and_keeps_its_limits() {
+    // Arrange: acme (moved to pro) with a verified and a pending domain,
+    // globex on free; a file from an earlier export where acme has limits
+    // and a tenant that no longer exists is listed.
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    app.onboard("globex").await;
+    app.add_domain("notes.acme.io", acme.id).await;
+    assert!(
+        tenantry(&app, &["domains", "add", "acme", "pending.acme.io"])
+            .await
+            .success
+    );
+    assert!(
+        tenantry(&app, &["tenants", "plan", "acme", "pro"])
+            .await
+            .success
+    );
+    let dir = tempdir("tfvars");
+    let path = dir.join("tenants.auto.tfvars.json");
+    std::fs::write(
+        &path,
+        r#"{"tenants": {"acme": {"plan": "free", "custom_domains": [], "limits": {"requests_per_second": 100, "max_notes": 0}},
+                        "initech": {"plan": "pro", "limits": {"burst": 5}}},
+            "plan_limits": {"free": {"burst": 30}}}"#,
+    )
+    .unwrap();
+
+    // Act
+    let export = [
+        "tenants",
+        "export-tfvars",
+        "--output",
+        path.to_str().unwrap(),
+    ];
+    let outcome = tenantry(&app, &export).await;
+
+    // Assert: the summary, then the file Terraform reads.
+    let summary = outcome.json();
+    assert_eq!(summary["tenants"], 2);
+    assert_eq!(summary["custom_domains"], 1);
+    assert_eq!(summary["added"], serde_json::json!(["globex"]));
+    assert_eq!(summary["removed"], serde_json::json!(["initech"]));
+    assert!(
+        outcome.stderr.contains("removed initech"),
+        "{}",
+        outcome.stderr
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        file,
+        serde_json::json!({
+            "tenants": {
+                "acme": {"plan": "pro", "custom_domains": ["notes.acme.io"],
+                         "limits": {"requests_per_second": 100, "max_notes": 0}},
+                "globex": {"plan": "free", "custom_domains": [], "limits": {}}
+            },
+            "plan_limits": {"free": {"burst": 30}}
+        })
+    );
+
+    // A file that is not a tenants file is refused and left as it was.
+    std::fs::write(&path, "[1, 2]").unwrap();
+    let refused = tenantry(&app, &export).await;
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("not a JSON object"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "[1, 2]");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

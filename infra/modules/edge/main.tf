@@ -1,0 +1,270 @@
+# The edge: a global external Application Load Balancer in front of the Cloud
+# Run service (serverless NEG), with Certificate Manager certificates for the
+# tenant subdomains (one DNS-authorised wildcard) and for each custom domain,
+# and a Cloud Armor policy holding one throttle rule per tenant.
+#
+# Why not Cloud Run domain mappings: they take no wildcards, exist in some
+# regions only and are not GA; the load balancer also carries Cloud Armor.
+#
+# Per-tenant throttles: a rule matches a tenant's hosts (its subdomain and its
+# custom domains, any case, with or without a port) and counts all of its
+# requests in one bucket (enforce_on_key ALL), so the tenant's names share
+# one budget. A rule lets through per minute what the service's own limiter
+# can admit in a minute (requests_per_second x 60 + burst), so the edge never
+# refuses what the service would accept: it stops floods before they cost
+# Cloud Run instances, and the service's token bucket stays the precise limit.
+# Cloud Armor stops at the first rule a request matches, so hosts no tenant
+# rule covers fall to a per-client-IP ceiling instead.
+
+locals {
+  tenant_slugs = sort(keys(var.tenant_edge_limits))
+  # `[.]` rather than `\.`: no escaping through HCL, CEL and RE2.
+  tenant_rules = [
+    for index, slug in local.tenant_slugs : {
+      slug     = slug
+      priority = var.tenant_rule_base_priority + index
+      count    = var.tenant_edge_limits[slug].requests_per_minute
+      expression = format(
+        "request.headers['host'].lower().matches('^(%s)(:[0-9]+)?$')",
+        join("|", [for host in var.tenant_edge_limits[slug].hosts : replace(lower(host), ".", "[.]")]),
+      )
+    }
+  ]
+}
+
+resource "google_compute_global_address" "lb" {
+  project = var.project_id
+  name    = "${var.name}-lb"
+}
+
+resource "google_compute_region_network_endpoint_group" "run" {
+  project               = var.project_id
+  name                  = "${var.name}-run"
+  region                = var.region
+  network_endpoint_type = "SERVERLESS"
+
+  cloud_run {
+    service = var.service_name
+  }
+}
+
+resource "google_compute_security_policy" "edge" {
+  project = var.project_id
+  name    = "${var.name}-edge"
+  type    = "CLOUD_ARMOR"
+
+  adaptive_protection_config {
+    layer_7_ddos_defense_config {
+      enable = true
+    }
+  }
+
+  dynamic "rule" {
+    for_each = local.tenant_rules
+    content {
+      priority    = rule.value.priority
+      action      = "throttle"
+      description = "tenant ${rule.value.slug}: ${rule.value.count} requests per minute"
+      match {
+        expr {
+          expression = rule.value.expression
+        }
+      }
+      rate_limit_options {
+        conform_action = "allow"
+        exceed_action  = "deny(429)"
+        enforce_on_key = "ALL"
+        rate_limit_threshold {
+          count        = rule.value.count
+          interval_sec = 60
+        }
+      }
+    }
+  }
+
+  # Known exploit patterns (log4j and the like) before anything else.
+  rule {
+    priority    = 100
+    action      = "deny(403)"
+    description = "CVE canaries (log4j JNDI lookups)"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredExpr('cve-canary')"
+      }
+    }
+  }
+
+  rule {
+    priority    = 2147483646
+    action      = "throttle"
+    description = "hosts no tenant rule covers: a ceiling per client IP"
+    match {
+      versioned_expr = "SRC_IPS_V1"
+      config {
+        src_ip_ranges = ["*"]
+      }
+    }
+    rate_limit_options {
+      conform_action = "allow"
+      exceed_action  = "deny(429)"
+      enforce_on_key = "IP"
+      rate_limit_threshold {
+        count        = var.unlisted_requests_per_minute
+        interval_sec = 60
+      }
+    }
+  }
+
+  rule {
+    priority    = 2147483647
+    action      = "allow"
+    description = "default rule (required); never reached past the rule above"
+    match {
+      versioned_expr = "SRC_IPS_V1"
+      config {
+        src_ip_ranges = ["*"]
+      }
+    }
+  }
+}
+
+resource "google_compute_backend_service" "run" {
+  project               = var.project_id
+  name                  = "${var.name}-run"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  protocol              = "HTTPS"
+  security_policy       = google_compute_security_policy.edge.id
+
+  backend {
+    group = google_compute_region_network_endpoint_group.run.id
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = 1.0
+  }
+}
+
+# Certificates: one DNS authorisation for the base domain covers the apex and
+# the wildcard; each custom domain is authorised by the load balancer itself.
+resource "google_certificate_manager_dns_authorization" "base" {
+  project = var.project_id
+  name    = "${var.name}-base-domain"
+  domain  = var.base_domain
+}
+
+resource "google_certificate_manager_certificate" "wildcard" {
+  project = var.project_id
+  name    = "${var.name}-wildcard"
+
+  managed {
+    domains            = [var.base_domain, "*.${var.base_domain}"]
+    dns_authorizations = [google_certificate_manager_dns_authorization.base.id]
+  }
+}
+
+resource "google_certificate_manager_certificate" "custom" {
+  for_each = toset(var.custom_domains)
+  project  = var.project_id
+  name     = "${var.name}-${substr(sha256(each.value), 0, 16)}"
+
+  managed {
+    domains = [each.value]
+  }
+}
+
+resource "google_certificate_manager_certificate_map" "edge" {
+  project = var.project_id
+  name    = "${var.name}-edge"
+}
+
+resource "google_certificate_manager_certificate_map_entry" "wildcard" {
+  project      = var.project_id
+  name         = "${var.name}-wildcard"
+  map          = google_certificate_manager_certificate_map.edge.name
+  certificates = [google_certificate_manager_certificate.wildcard.id]
+  hostname     = "*.${var.base_domain}"
+}
+
+resource "google_certificate_manager_certificate_map_entry" "apex" {
+  project      = var.project_id
+  name         = "${var.name}-apex"
+  map          = google_certificate_manager_certificate_map.edge.name
+  certificates = [google_certificate_manager_certificate.wildcard.id]
+  hostname     = var.base_domain
+}
+
+# Clients that send no SNI get the wildcard certificate.
+resource "google_certificate_manager_certificate_map_entry" "primary" {
+  project      = var.project_id
+  name         = "${var.name}-primary"
+  map          = google_certificate_manager_certificate_map.edge.name
+  certificates = [google_certificate_manager_certificate.wildcard.id]
+  matcher      = "PRIMARY"
+}
+
+resource "google_certificate_manager_certificate_map_entry" "custom" {
+  for_each     = toset(var.custom_domains)
+  project      = var.project_id
+  name         = "${var.name}-${substr(sha256(each.value), 0, 16)}"
+  map          = google_certificate_manager_certificate_map.edge.name
+  certificates = [google_certificate_manager_certificate.custom[each.value].id]
+  hostname     = each.value
+}
+
+resource "google_compute_ssl_policy" "edge" {
+  project         = var.project_id
+  name            = "${var.name}-tls12"
+  profile         = "MODERN"
+  min_tls_version = "TLS_1_2"
+}
+
+resource "google_compute_url_map" "https" {
+  project         = var.project_id
+  name            = "${var.name}-https"
+  default_service = google_compute_backend_service.run.id
+}
+
+resource "google_compute_target_https_proxy" "edge" {
+  project         = var.project_id
+  name            = "${var.name}-https"
+  url_map         = google_compute_url_map.https.id
+  certificate_map = "//certificatemanager.googleapis.com/${google_certificate_manager_certificate_map.edge.id}"
+  ssl_policy      = google_compute_ssl_policy.edge.id
+}
+
+resource "google_compute_global_forwarding_rule" "https" {
+  project               = var.project_id
+  name                  = "${var.name}-https"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  ip_address            = google_compute_global_address.lb.id
+  port_range            = "443"
+  target                = google_compute_target_https_proxy.edge.id
+}
+
+# Plain HTTP only redirects to HTTPS.
+resource "google_compute_url_map" "redirect" {
+  project = var.project_id
+  name    = "${var.name}-redirect"
+
+  default_url_redirect {
+    https_redirect         = true
+    redirect_response_code = "MOVED_PERMANENTLY_DEFAULT"
+    strip_query            = false
+  }
+}
+
+resource "google_compute_target_http_proxy" "redirect" {
+  project = var.project_id
+  name    = "${var.name}-redirect"
+  url_map = google_compute_url_map.redirect.id
+}
+
+resource "google_compute_global_forwarding_rule" "http" {
+  project               = var.project_id
+  name                  = "${var.name}-http"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  ip_address            = google_compute_global_address.lb.id
+  port_range            = "80"
+  target                = google_compute_target_http_proxy.redirect.id
+}
