@@ -26,6 +26,7 @@ mod operations;
 mod plans;
 mod resilience;
 mod source;
+mod telemetry;
 mod tenancy;
 mod tokens;
 mod transfer;
