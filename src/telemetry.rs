@@ -115,11 +115,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether traces or metrics are exported.
-    pub fn exporting(&self) -> bool {
-        self.exporters.is_some()
-    }
-
     /// Flushes and stops the exporters. Flushing blocks (it sends the last
     /// batches), so it runs on the blocking pool.
     pub async fn shutdown(self) {
@@ -137,6 +132,18 @@ impl Telemetry {
 pub fn init(format: LogFormat, output: LogOutput) -> anyhow::Result<Telemetry> {
     if TRACE_CONTEXT.set(TraceContext::from_env()?).is_err() {
         bail!("telemetry was already initialised");
+    }
+    for protocol in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    ] {
+        // The SDK would quietly fall back to HTTP for a protocol not built in.
+        if let Some(value) = non_empty_var(protocol).filter(|value| value != "http/protobuf") {
+            bail!(
+                "{protocol} must be `http/protobuf`, the one OTLP protocol built in, got {value:?}"
+            );
+        }
     }
     let export = otlp::ExportSettings {
         traces: signal_enabled("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,

@@ -291,6 +291,7 @@ async fn check_login(
         return Err(ApiError::InvalidCredentials);
     };
     let issued = state.jwt.mint(user, tenant.id(), role)?;
+    tracing::Span::current().record("enduser.id", tracing::field::display(user));
     tracing::info!(user.id = %user, "login succeeded");
     Ok(Json(TokenBody {
         token: issued.token,

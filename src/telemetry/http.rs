@@ -132,9 +132,8 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(tenant.clone());
     let route = route(&request).to_owned();
     let method = method(request.method());
-    let path = request.uri().path().to_owned();
-    let protocol = protocol(&request);
-    let user_agent = header_text(request.headers(), &header::USER_AGENT).map(str::to_owned);
+    let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO)
+        .then(|| AccessLine::of(&request));
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status();
@@ -155,24 +154,51 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     if status == StatusCode::TOO_MANY_REQUESTS {
         metrics::request_rejected(&route, error_code.unwrap_or("rate_limited"), tenant.get());
     }
-    let size = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    tracing::info!(
-        target: ACCESS_LOG,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        http.request.method = method,
-        url.path = path.as_str(),
-        http.response.status_code = status.as_u16(),
-        http.response.body.size = size,
-        network.protocol.version = protocol,
-        user_agent.original = user_agent.as_deref(),
-        "{method} {path} {}",
-        status.as_u16()
-    );
+    if let Some(access) = access {
+        access.write(method, &response, elapsed);
+    }
     response
+}
+
+/// What the access log line needs of the request, taken before the request
+/// is handed on (only when the line will be written).
+struct AccessLine {
+    path: String,
+    protocol: &'static str,
+    user_agent: Option<String>,
+}
+
+impl AccessLine {
+    fn of(request: &Request) -> Self {
+        Self {
+            path: request.uri().path().to_owned(),
+            protocol: protocol(request),
+            user_agent: header_text(request.headers(), &header::USER_AGENT).map(str::to_owned),
+        }
+    }
+
+    /// The one access log line of the request; its fields become Cloud
+    /// Logging's `httpRequest` in the JSON format.
+    fn write(self, method: &'static str, response: &Response, elapsed: std::time::Duration) {
+        let status = response.status().as_u16();
+        let size = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let path = self.path;
+        tracing::info!(
+            target: ACCESS_LOG,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            http.request.method = method,
+            url.path = path.as_str(),
+            http.response.status_code = status,
+            http.response.body.size = size,
+            network.protocol.version = self.protocol,
+            user_agent.original = self.user_agent.as_deref(),
+            "{method} {path} {status}",
+        );
+    }
 }
 
 /// `traceresponse: 00-{trace id}-{span id}-{flags}` for `span`, when it has

@@ -3,7 +3,8 @@
 //! Everything else is configured by the SDK from the standard variables:
 //! endpoints (`OTEL_EXPORTER_OTLP_ENDPOINT`, or the per-signal
 //! `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`), headers, timeout and
-//! protocol (`http/protobuf`; the others are not built in and fail at start),
+//! protocol (`http/protobuf`, the only one built in: `telemetry::init`
+//! refuses the others),
 //! the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), the sampler
 //! (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), the batch span processor
 //! (`OTEL_BSP_*`) and the metric interval (`OTEL_METRIC_EXPORT_INTERVAL`).

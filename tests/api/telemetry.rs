@@ -667,6 +667,39 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_have_no_trace_ids() {
     );
 }
 
+#[tokio::test]
+async fn telemetry_settings_this_build_cannot_honour_stop_the_start() {
+    for (variable, value, complaint) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.example.test:4318",
+            "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// URL",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL must be `http/protobuf`",
+        ),
+        (
+            "TRACE_CONTEXT",
+            "sometimes",
+            "TRACE_CONTEXT must be `trust` or `new`",
+        ),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .arg("serve")
+            .env_clear()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env(variable, value)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(complaint), "{variable}={value}: {stderr}");
+    }
+}
+
 /// The Cloud Monitoring dashboard's tiles drawn as boxes where the mosaic
 /// places them (2 characters a column, 4 units a line), each with its title
 /// and what its queries group by, then the metrics each tile reads.
