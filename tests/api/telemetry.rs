@@ -584,12 +584,15 @@ async fn requests_are_traced_measured_and_logged_with_their_tenant_and_no_secret
     assert!(!exported.contains(signature) && !logs.contains(signature));
 }
 
+/// Also shows the flush on shutdown: with export intervals of a minute,
+/// the span and the metric can only have left at SIGTERM.
 #[tokio::test]
 async fn an_untrusted_traceparent_starts_a_new_trace_linked_to_the_callers() {
     let receiver = start_receiver().await;
     let service = spawn_service(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
         ("TRACE_CONTEXT", "new"),
     ])
     .await;
@@ -602,10 +605,22 @@ async fn an_untrusted_traceparent_starts_a_new_trace_linked_to_the_callers() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (trace, span_id) = trace_response(&response);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.received.lock().unwrap().raw.is_empty(),
+        "nothing is sent before an export interval ends"
+    );
     service.stop().await;
 
     assert_ne!(trace, CALLER_TRACE);
     let received = receiver.received.lock().unwrap();
+    let durations = data_points(&received.metrics, "http.server.request.duration");
+    assert!(
+        durations
+            .iter()
+            .any(|point| has(point, &[("http.route", "/healthz")])),
+        "the request's metric was flushed at shutdown: {durations:?}"
+    );
     let server = received
         .spans
         .iter()
