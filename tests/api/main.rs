@@ -8,6 +8,7 @@
 mod admin_api;
 mod analytics;
 mod catalog;
+mod dashboard;
 mod database;
 mod dns;
 mod domains;
