@@ -125,6 +125,11 @@ where
             }
         }
         event.record(&mut JsonVisitor(&mut entry));
+        if !entry.contains_key("message") {
+            // The OpenTelemetry SDK's own events name themselves instead.
+            let name = entry.get("name").cloned().unwrap_or_else(|| "".into());
+            entry.insert("message".into(), name);
+        }
         if metadata.target() == ACCESS_LOG {
             let request = access::http_request(&mut entry);
             entry.insert("httpRequest".into(), Value::Object(request));

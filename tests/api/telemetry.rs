@@ -714,3 +714,42 @@ async fn telemetry_settings_this_build_cannot_honour_stop_the_start() {
         assert!(stderr.contains(complaint), "{variable}={value}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_collector_costs_requests_nothing_and_is_logged() {
+    let service = spawn_service(&[
+        // Nothing listens on the discard port.
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+    ])
+    .await;
+
+    for _ in 0..3 {
+        let response = service
+            .request(reqwest::Method::GET, BASE_DOMAIN, "/healthz")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("traceresponse").is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (stdout, _, _) = service.stop().await;
+
+    let complaints: Vec<Value> = stdout
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|entry| {
+            entry["target"]
+                .as_str()
+                .is_some_and(|target| target.starts_with("opentelemetry"))
+                && matches!(entry["severity"].as_str(), Some("WARNING" | "ERROR"))
+        })
+        .collect();
+    assert!(
+        !complaints.is_empty(),
+        "export failures are logged: {stdout:#?}"
+    );
+    assert!(complaints.iter().all(|entry| entry["message"].is_string()));
+}
