@@ -88,10 +88,13 @@ pub async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(error) = telemetry::init(format, output) {
-        eprintln!("error: {error:#}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match telemetry::init(format, output) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match command {
         Command::Serve => serve().await.map(|()| ExitCode::SUCCESS),
         Command::Migrate(args) => run_migrations(args).await,
@@ -104,7 +107,7 @@ pub async fn run() -> ExitCode {
         }
         Command::Stats => commands::stats().await.map(|()| ExitCode::SUCCESS),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(error) => {
             if format == LogFormat::Json {
@@ -113,7 +116,10 @@ pub async fn run() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // After the server drained: the last requests' spans and metrics go out.
+    telemetry.shutdown().await;
+    code
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -240,9 +240,15 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }
 }
+
+/// The `code` of an error response, left on the response for the layers
+/// outside the handler: telemetry counts 429s by it and names 5xx spans' errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
 
 impl From<tokio_postgres::Error> for ApiError {
     /// Outages, timeouts and transient conflicts are 503s (retryable, nothing

@@ -12,7 +12,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request},
+    extract::DefaultBodyLimit,
     http::{HeaderValue, StatusCode, header},
     middleware,
 };
@@ -23,7 +23,6 @@ use tower_http::{
     sensitive_headers::SetSensitiveHeadersLayer, set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer, trace::TraceLayer,
 };
-use tracing::Span;
 
 use secrecy::SecretString;
 
@@ -34,6 +33,7 @@ use crate::{
     config::{Settings, SignupMode},
     db::{Db, audit, citus::CitusMode},
     limits::Limits,
+    telemetry,
     tenant::resolver::TenantResolver,
 };
 
@@ -76,6 +76,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database)?;
         audit_database(&db, settings.citus).await?;
+        telemetry::metrics::observe_pool(db.pool(), "tenantry_app");
         let state = AppState {
             tenants: Arc::new(TenantResolver::new(
                 db.pool().clone(),
@@ -247,8 +248,9 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
     }
 }
 
-/// The cross-cutting layers, outermost first: request id, redaction, tracing,
-/// JSON errors, rate-limit headers, panic catching, the request deadline, body limits, and
+/// The cross-cutting layers, outermost first: request id, redaction, the
+/// request's span, its telemetry (metrics, access log, `traceresponse`), JSON
+/// errors, rate-limit headers, panic catching, the request deadline, body limits, and
 /// `Cache-Control: no-store` (tenant responses must never be cached by a
 /// shared cache keyed without the tenant).
 fn with_layers(router: Router, settings: &Settings) -> Router {
@@ -258,7 +260,8 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
-        .layer(TraceLayer::new_for_http().make_span_with(make_request_span))
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::http::request_span))
+        .layer(middleware::from_fn(telemetry::http::observe))
         .layer(middleware::from_fn(mw::json_errors))
         .layer(middleware::from_fn(mw::rate_limit_headers))
         .layer(CatchPanicLayer::custom(mw::panic_response))
@@ -273,29 +276,6 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
             HeaderValue::from_static("no-store"),
         ));
     router.layer(layers)
-}
-
-/// The request span: method, route template (never the raw path, which holds
-/// ids), request id, and empty slots the tenant and auth extractors fill in.
-fn make_request_span(request: &Request) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get(&mw::REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!(
-        "request",
-        http.request.method = %request.method(),
-        http.route = route,
-        request_id,
-        tenant.id = tracing::field::Empty,
-        tenant.slug = tracing::field::Empty,
-        user.id = tracing::field::Empty,
-    )
 }
 
 /// Completes on SIGTERM (Cloud Run's stop signal) or Ctrl-C.

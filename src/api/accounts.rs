@@ -26,7 +26,8 @@ use crate::{
         client::{ClientThrottle, Login, Register},
     },
     startup::AppState,
-    tenant::{PublicTenant, TenantRecord},
+    telemetry::metrics::{self, LoginOutcome},
+    tenant::{PublicTenant, Tenant, TenantRecord},
 };
 
 /// Sign-up and sign-in bodies are tiny; refusing big ones early bounds the
@@ -231,11 +232,28 @@ async fn login(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenBody>> {
+    let result = check_login(&tenant, &state, &request_id, body).await;
+    let outcome = match &result {
+        Ok(_) => LoginOutcome::Success,
+        Err(ApiError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
+        Err(_) => LoginOutcome::Error,
+    };
+    metrics::login_attempted(tenant.id(), &tenant.0.slug, outcome);
+    result
+}
+
+/// The login itself: the token for the right password, else 401.
+async fn check_login(
+    tenant: &Tenant,
+    state: &AppState,
+    request_id: &str,
+    body: LoginRequest,
+) -> Result<Json<TokenBody>> {
     let account = match Username::parse(&body.username) {
         Ok(username) => {
             state
                 .db
-                .with_tenant(&tenant, async |tx| select_credentials(tx, &username).await)
+                .with_tenant(tenant, async |tx| select_credentials(tx, &username).await)
                 .await?
         }
         // Cannot exist; still pay for a hash below so timing reveals nothing.
@@ -264,8 +282,8 @@ async fn login(
     };
     state
         .db
-        .with_tenant(&tenant, async |tx| {
-            audit::record(tx, Some(&request_id), &event).await
+        .with_tenant(tenant, async |tx| {
+            audit::record(tx, Some(request_id), &event).await
         })
         .await?;
     let Some(user) = user.filter(|_| verified) else {
@@ -273,6 +291,7 @@ async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     let issued = state.jwt.mint(user, tenant.id(), role)?;
+    tracing::Span::current().record("enduser.id", tracing::field::display(user));
     tracing::info!(user.id = %user, "login succeeded");
     Ok(Json(TokenBody {
         token: issued.token,

@@ -10,7 +10,10 @@ use axum::{
 };
 use uuid::Uuid;
 
-use crate::{error::ApiError, limits::RateLimitSlot};
+use crate::{
+    error::{ApiError, ErrorCode},
+    limits::RateLimitSlot,
+};
 
 /// The header that carries our request id, on every response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -87,6 +90,9 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let (replacement_parts, body) = replacement.into_parts();
     for (name, value) in &replacement_parts.headers {
         parts.headers.insert(name, value.clone());
+    }
+    if let Some(code) = replacement_parts.extensions.get::<ErrorCode>() {
+        parts.extensions.insert(*code);
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.status = status;

@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for AuthUser {
         // tenant's rate: nobody can use up its users' budget without one.
         tenant.charge(parts, Bucket::SignedIn)?;
         let id = UserId::from_uuid(claims.sub);
-        tracing::Span::current().record("user.id", tracing::field::display(id));
+        tracing::Span::current().record("enduser.id", tracing::field::display(id));
         Ok(Self {
             tenant,
             id,

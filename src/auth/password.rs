@@ -27,6 +27,7 @@ use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::{
     config::HashingSettings,
@@ -72,6 +73,7 @@ impl PasswordHasher {
     /// Hashes a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
     pub async fn hash(&self, password: Password) -> Result<String> {
         self.on_blocking_pool(move || hash_blocking(password.expose()))
+            .instrument(hashing_span("hash"))
             .await?
             .map_err(ApiError::Unexpected)
     }
@@ -83,6 +85,7 @@ impl PasswordHasher {
         let hash: Arc<str> = stored.map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
         let matches = self
             .on_blocking_pool(move || verify_blocking(password.expose(), &hash))
+            .instrument(hashing_span("verify"))
             .await?;
         Ok(user_exists && matches)
     }
@@ -111,6 +114,17 @@ impl PasswordHasher {
         .context("password hashing task failed")
         .map_err(ApiError::Unexpected)
     }
+}
+
+/// The span of one argon2id computation (`hash` or `verify`), including the
+/// wait for a hashing slot. It names the operation only, never the password
+/// or the stored hash.
+fn hashing_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "password hashing",
+        otel.name = format!("argon2id {operation}"),
+        password.operation = operation,
+    )
 }
 
 /// A place in the queue for a hashing permit, given back when dropped

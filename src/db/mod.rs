@@ -15,12 +15,17 @@ pub mod migrate;
 mod share;
 mod tenant_tx;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
 use tokio_postgres::{NoTls, types::ToSql};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use self::share::TenantShares;
@@ -29,6 +34,7 @@ use crate::{
     config::DatabaseSettings,
     error::{ApiError, Result},
     limits::TenantLimits,
+    telemetry,
     tenant::{Tenant, TenantId},
 };
 
@@ -213,20 +219,38 @@ impl Db {
     /// If the future is dropped mid-transaction (a cancelled request), the
     /// connection is closed rather than returned to the pool: the server
     /// rolls back, and no later request can inherit an open transaction.
+    ///
+    /// Traced as a `tenant transaction` span (its statements are child spans,
+    /// see [`TenantTx`]) and timed as `tenantry.db.tenant_transaction.duration`.
     async fn bound<T>(
         &self,
         binding: Binding<'_>,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let checkout = Checkout(Some(self.pool.get().await?));
-        let outcome = match checkout.client() {
-            Some(client) => self.in_transaction(client, &binding, work).await,
-            None => Err(anyhow::anyhow!("the checked-out connection is gone").into()),
-        };
-        if let Err(error) = &outcome {
-            forget_stale_plans(&self.pool, error);
+        let started = Instant::now();
+        let tenant = binding.tenant;
+        let span = tracing::info_span!(
+            "tenant transaction",
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "TRANSACTION",
+            tenant.id = %tenant,
+        );
+        let outcome = async {
+            let checkout = Checkout(Some(self.pool.get().await?));
+            let outcome = match checkout.client() {
+                Some(client) => self.in_transaction(client, &binding, work).await,
+                None => Err(anyhow::anyhow!("the checked-out connection is gone").into()),
+            };
+            if let Err(error) = &outcome {
+                forget_stale_plans(&self.pool, error);
+            }
+            checkout.finish(outcome).await
         }
-        checkout.finish(outcome).await
+        .instrument(span)
+        .await;
+        telemetry::metrics::tenant_transaction(tenant, outcome.is_ok(), started.elapsed());
+        outcome
     }
 
     async fn in_transaction<T>(

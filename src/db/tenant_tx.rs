@@ -2,6 +2,7 @@
 
 use deadpool_postgres::Object;
 use tokio_postgres::{Row, RowStream, types::ToSql};
+use tracing::{Instrument, Span};
 
 use crate::tenant::TenantId;
 
@@ -38,8 +39,12 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let statement = self.client.prepare_cached(sql).await?;
-        self.client.query(&statement, params).await
+        async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.query(&statement, params).await
+        }
+        .instrument(statement_span(sql))
+        .await
     }
 
     /// Runs a statement that returns exactly one row.
@@ -48,8 +53,12 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Row, tokio_postgres::Error> {
-        let statement = self.client.prepare_cached(sql).await?;
-        self.client.query_one(&statement, params).await
+        async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.query_one(&statement, params).await
+        }
+        .instrument(statement_span(sql))
+        .await
     }
 
     /// Runs a statement that returns at most one row.
@@ -58,8 +67,12 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let statement = self.client.prepare_cached(sql).await?;
-        self.client.query_opt(&statement, params).await
+        async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.query_opt(&statement, params).await
+        }
+        .instrument(statement_span(sql))
+        .await
     }
 
     /// Runs a statement and streams its rows as they arrive, for results too
@@ -69,10 +82,14 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<RowStream, tokio_postgres::Error> {
-        let statement = self.client.prepare_cached(sql).await?;
-        self.client
-            .query_raw(&statement, params.iter().map(|param| *param as &dyn ToSql))
-            .await
+        async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client
+                .query_raw(&statement, params.iter().map(|param| *param as &dyn ToSql))
+                .await
+        }
+        .instrument(statement_span(sql))
+        .await
     }
 
     /// Runs a statement and returns how many rows it affected.
@@ -81,7 +98,34 @@ impl<'a> TenantTx<'a> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
-        let statement = self.client.prepare_cached(sql).await?;
-        self.client.execute(&statement, params).await
+        async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.execute(&statement, params).await
+        }
+        .instrument(statement_span(sql))
+        .await
     }
+}
+
+/// A client span for one statement, when traces are exported: named by its
+/// operation (`SELECT`, `INSERT`, ...), with the statement's text, which has
+/// `$n` placeholders and never a parameter's value. Without export, no span
+/// (and no copy of the text) is made.
+fn statement_span(sql: &str) -> Span {
+    if !crate::telemetry::traces_exported() {
+        return Span::none();
+    }
+    let operation = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    tracing::info_span!(
+        "statement",
+        otel.name = operation.as_str(),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation.as_str(),
+        db.query.text = sql,
+    )
 }

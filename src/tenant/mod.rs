@@ -25,6 +25,7 @@ use crate::{
     error::{ApiError, Result},
     limits::{Bucket, RateLimitSlot, TenantPolicy},
     startup::AppState,
+    telemetry::http::RequestTenant,
 };
 
 /// A tenant's id. Constructed from the registry, the database or a verified token.
@@ -158,6 +159,9 @@ impl FromRequestParts<AppState> for Tenant {
         let span = tracing::Span::current();
         span.record("tenant.id", tracing::field::display(record.id));
         span.record("tenant.slug", record.slug.as_str());
+        if let Some(slot) = parts.extensions.get::<RequestTenant>() {
+            slot.set(record.id, &record.slug);
+        }
         if record.status == TenantStatus::Suspended {
             return Err(ApiError::TenantSuspended);
         }
