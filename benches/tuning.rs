@@ -264,7 +264,7 @@ fn render(options: &Options, machine: &Machine, measured: &[Measured]) -> String
     let spec = options.spec;
     let _ = writeln!(
         out,
-        "## Build and pool tuning\n\n{} tenants (uniform), {} notes; {} closed-loop clients; {} s × {} repetitions, variants interleaved, medians.\nMachine: {} cores, {}, {}; load average at the end {}{}.\n",
+        "## Build and pool tuning\n\n{} tenants (uniform), {} notes; {} closed-loop clients; {} s × {} repetitions, variants interleaved, medians.\nMachine: {} cores, {}, {}; load average at the start {}{}.\n",
         spec.tenants,
         spec.notes,
         options.clients,
