@@ -138,6 +138,7 @@ module "service" {
   tenant_limits_json       = local.tenant_limits_json
   jwt_key_id               = var.jwt_key_id
   request_timeout_seconds  = var.request_timeout_seconds
+  trace_sample_ratio       = var.trace_sample_ratio
   deletion_protection      = var.deletion_protection
 }
 

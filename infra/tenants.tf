@@ -39,11 +39,14 @@ locals {
     }
   }
 
-  # At the edge: what the service's token bucket admits in a minute at most.
+  # At the edge, per client address: what the service's two buckets of the
+  # tenant (signed-in requests, and sign-in/registration) admit in a minute
+  # at most, so no one client can get past the edge more than the service
+  # would accept from the whole tenant.
   tenant_edge_limits = {
     for slug, tenant in var.tenants : slug => {
       hosts               = concat(["${slug}.${var.base_domain}"], tenant.custom_domains)
-      requests_per_minute = local.effective_rates[slug].requests_per_second * 60 + local.effective_rates[slug].burst
+      requests_per_minute = 2 * (local.effective_rates[slug].requests_per_second * 60 + local.effective_rates[slug].burst)
     }
   }
 

@@ -97,6 +97,16 @@ variable "memory" {
   default     = "512Mi"
 }
 
+variable "trace_sample_ratio" {
+  description = "Share of requests whose traces go to Cloud Trace (billed per span; a request is one server span plus one per statement), 0 to 1."
+  type        = number
+  default     = 0.1
+  validation {
+    condition     = var.trace_sample_ratio >= 0 && var.trace_sample_ratio <= 1
+    error_message = "trace_sample_ratio is a share between 0 and 1."
+  }
+}
+
 variable "request_timeout_seconds" {
   description = "Cloud Run's request timeout; the service's own REQUEST_TIMEOUT_MS is one second less."
   type        = number
@@ -181,8 +191,10 @@ variable "tenants" {
   default = {}
 
   validation {
-    condition     = alltrue([for slug, tenant in var.tenants : can(regex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", slug)) && contains(["free", "pro", "enterprise"], tenant.plan)])
-    error_message = "Each tenant key is a slug (lower-case letters, digits, inner hyphens) and each plan is free, pro or enterprise."
+    # The service's slug rule (src/domain.rs, Slug::parse): a slug it would
+    # refuse here would fail the new revision's start-up instead.
+    condition     = alltrue([for slug, tenant in var.tenants : can(regex("^[a-z][a-z0-9-]{1,61}[a-z0-9]$", slug)) && !strcontains(slug, "--") && contains(["free", "pro", "enterprise"], tenant.plan)])
+    error_message = "Each tenant key is a slug (3-63 lower-case letters, digits and hyphens, starting with a letter, not ending with a hyphen, no '--') and each plan is free, pro or enterprise."
   }
 
   validation {
@@ -209,6 +221,14 @@ variable "plan_limits" {
   validation {
     condition     = alltrue([for plan in keys(var.plan_limits) : contains(["free", "pro", "enterprise"], plan)])
     error_message = "plan_limits keys are free, pro or enterprise."
+  }
+
+  validation {
+    condition = alltrue(flatten([for plan in var.plan_limits : [
+      for field in ["requests_per_second", "burst", "max_db_connections", "statement_timeout_ms"] :
+      plan[field] == null ? true : plan[field] >= 1
+    ]]))
+    error_message = "requests_per_second, burst, max_db_connections and statement_timeout_ms are at least 1 when set."
   }
 }
 

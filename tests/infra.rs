@@ -226,6 +226,7 @@ fn sample(name: &str) -> String {
         "REQUEST_TIMEOUT_MS" => "14000",
         "TENANT_LIMITS" => r#"{"tenants": {"acme": {"requests_per_second": 100}}}"#,
         "GOOGLE_CLOUD_PROJECT" => "my-project",
+        "OTEL_TRACES_SAMPLER_ARG" => "0.1",
         other => panic!("{other} is set by infra/ but has no sample value in tests/infra.rs"),
     };
     value.to_owned()
@@ -252,6 +253,9 @@ const OBSERVABILITY_CONTRACT: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
     "GOOGLE_CLOUD_PROJECT",
+    // Read by the OpenTelemetry SDK itself, as the specification says.
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 ];
 
 /// Every `"NAME"` string literal in `src/`.
@@ -504,12 +508,13 @@ fn one_tenants_variable_drives_both_tenant_limits_and_the_edge() {
     );
     let initech = effective("initech", Plan::Enterprise);
 
-    // The edge admits per minute what the service's bucket admits at most.
+    // The edge admits per client and minute what the service's two buckets
+    // of the tenant (signed-in, sign-in/registration) admit at most.
     let edge = &outputs["edge"]["value"];
     for (slug, limits) in [("acme", &acme), ("globex", &globex), ("initech", &initech)] {
         assert_eq!(
             edge[slug]["requests_per_minute"],
-            u64::from(limits.requests_per_second) * 60 + u64::from(limits.burst),
+            2 * (u64::from(limits.requests_per_second) * 60 + u64::from(limits.burst)),
             "{slug}"
         );
     }

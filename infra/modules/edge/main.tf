@@ -7,12 +7,15 @@
 # regions only and are not GA; the load balancer also carries Cloud Armor.
 #
 # Per-tenant throttles: a rule matches a tenant's hosts (its subdomain and its
-# custom domains, any case, with or without a port) and counts all of its
-# requests in one bucket (enforce_on_key ALL), so the tenant's names share
-# one budget. A rule lets through per minute what the service's own limiter
-# can admit in a minute (requests_per_second x 60 + burst), so the edge never
-# refuses what the service would accept: it stops floods before they cost
-# Cloud Run instances, and the service's token bucket stays the precise limit.
+# custom domains, any case, with or without a port or a trailing dot) and
+# counts each client address separately (enforce_on_key IP). A client may
+# send per minute what the service's two buckets of the tenant (signed-in
+# requests, sign-in/registration) admit in a minute, 2 x (requests_per_second
+# x 60 + burst): one source cannot flood a tenant past its own limits, and,
+# because anonymous requests are never counted against signed-in users in the
+# service, no client can lock a tenant's users out at the edge either (a
+# tenant-wide edge bucket would let anyone do that with forged requests).
+# The tenant's total stays the service's job, where the token bucket is exact.
 # Cloud Armor stops at the first rule a request matches, so hosts no tenant
 # rule covers fall to a per-client-IP ceiling instead.
 
@@ -25,7 +28,7 @@ locals {
       priority = var.tenant_rule_base_priority + index
       count    = var.tenant_edge_limits[slug].requests_per_minute
       expression = format(
-        "request.headers['host'].lower().matches('^(%s)(:[0-9]+)?$')",
+        "request.headers['host'].lower().matches('^(%s)[.]?(:[0-9]+)?$')",
         join("|", [for host in var.tenant_edge_limits[slug].hosts : replace(lower(host), ".", "[.]")]),
       )
     }
@@ -73,7 +76,7 @@ resource "google_compute_security_policy" "edge" {
       rate_limit_options {
         conform_action = "allow"
         exceed_action  = "deny(429)"
-        enforce_on_key = "ALL"
+        enforce_on_key = "IP"
         rate_limit_threshold {
           count        = rule.value.count
           interval_sec = 60

@@ -24,7 +24,7 @@ variable "base_domain" {
 }
 
 variable "tenant_edge_limits" {
-  description = "Per tenant (by slug): the hosts it is served at (SLUG.BASE_DOMAIN and its custom domains) and the requests per minute Cloud Armor lets through to it (computed by the root module from the tenants variable)."
+  description = "Per tenant (by slug): the hosts it is served at (SLUG.BASE_DOMAIN and its custom domains) and the requests per minute Cloud Armor lets through to it from each client address (computed by the root module from the tenants variable)."
   type = map(object({
     hosts               = list(string)
     requests_per_minute = number

@@ -45,6 +45,13 @@ locals {
     OTEL_EXPORTER_OTLP_ENDPOINT = "http://localhost:4318"
     OTEL_SERVICE_NAME           = "tenantry"
     GOOGLE_CLOUD_PROJECT        = var.project_id
+    # Internet clients reach the service through the load balancer, which
+    # forwards their traceparent: trusting it would let any client pick
+    # trace ids and force sampling (every span is billed). Each request
+    # starts its own trace (linked to the caller's), sampled here.
+    TRACE_CONTEXT           = "new"
+    OTEL_TRACES_SAMPLER     = "traceidratio"
+    OTEL_TRACES_SAMPLER_ARG = tostring(var.trace_sample_ratio)
   }
 }
 

@@ -108,6 +108,11 @@ variable "jwt_key_id" {
   type        = string
 }
 
+variable "trace_sample_ratio" {
+  description = "Share of requests whose traces are exported (OTEL_TRACES_SAMPLER_ARG with traceidratio), 0 to 1."
+  type        = number
+}
+
 variable "request_timeout_seconds" {
   description = "Cloud Run's request timeout; REQUEST_TIMEOUT_MS is set a second below it so that the service answers 503 before Cloud Run cuts the request."
   type        = number
