@@ -171,6 +171,7 @@ pub fn init(format: LogFormat, output: LogOutput) -> anyhow::Result<Telemetry> {
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
+                .with_filter(not_the_exporters_own())
         }));
     let writer = match output {
         LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
@@ -225,6 +226,30 @@ fn signal_enabled(signal_endpoint: &str) -> anyhow::Result<bool> {
         );
     }
     Ok(true)
+}
+
+/// Spans of the crates that carry the export itself (the HTTP client and the
+/// SDK) never go to the exporter: with `RUST_LOG=debug` each exported batch
+/// would otherwise make spans of its own, exported in the next batch, and so
+/// on. They still reach the log output when `RUST_LOG` asks for them.
+fn not_the_exporters_own() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(
+            [
+                "hyper",
+                "hyper_util",
+                "h2",
+                "reqwest",
+                "tower",
+                "opentelemetry",
+                "opentelemetry_sdk",
+                "opentelemetry_otlp",
+                "opentelemetry_http",
+            ]
+            .map(|target| (target, LevelFilter::OFF)),
+        )
 }
 
 fn non_empty_var(name: &str) -> Option<String> {

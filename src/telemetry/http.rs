@@ -91,17 +91,33 @@ pub fn request_span(request: &Request) -> Span {
         return span;
     }
     adopt_incoming_trace(&span, request.headers());
-    span.set_attribute("url.path", request.uri().path().to_owned());
+    span.set_attribute("url.path", bounded(request.uri().path()));
     span.set_attribute("url.scheme", "http");
     span.set_attribute("network.protocol.version", protocol(request));
     if let Some(agent) = header_text(request.headers(), &header::USER_AGENT) {
-        span.set_attribute("user_agent.original", agent.to_owned());
+        span.set_attribute("user_agent.original", bounded(agent));
     }
     if let Some(host) = header_text(request.headers(), &header::HOST) {
         let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        span.set_attribute("server.address", host.to_owned());
+        span.set_attribute("server.address", bounded(host));
     }
     span
+}
+
+/// The longest client-chosen text a span carries: exported spans are billed
+/// by size, and a path, a user agent or a host is whatever the client sent.
+const MAX_CLIENT_TEXT: usize = 256;
+
+/// `text` cut to [`MAX_CLIENT_TEXT`] bytes, at a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_CLIENT_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_CLIENT_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Continues the incoming `traceparent`'s trace, or, under
@@ -326,5 +342,20 @@ pub(super) mod access {
                 json!({"message": "GET /api/notes 200", "request_id": "r-1"})
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_cut_to_the_bound_at_a_character_boundary() {
+        assert_eq!(bounded("/api/notes"), "/api/notes");
+        let long = "a".repeat(MAX_CLIENT_TEXT + 10);
+        assert_eq!(bounded(&long).len(), MAX_CLIENT_TEXT);
+        // A two-byte character straddling the bound is dropped whole.
+        let straddling = format!("{}é", "a".repeat(MAX_CLIENT_TEXT - 1));
+        assert_eq!(bounded(&straddling), "a".repeat(MAX_CLIENT_TEXT - 1));
     }
 }
