@@ -33,10 +33,14 @@
 set citus.enable_unsafe_triggers = on;
 
 -- Helpers for this session only.
+-- "Already done" means already of the right kind: Citus turns a local table
+-- that references a reference table into a Citus local table (partmethod
+-- 'n', replication 's'), which must not pass for distributed or reference.
 create or replace function pg_temp.reference_table(p_table regclass) returns void
 language plpgsql as $$
 begin
-    if not exists (select 1 from pg_dist_partition where logicalrelid = p_table) then
+    if not exists (select 1 from pg_dist_partition
+                   where logicalrelid = p_table and partmethod = 'n' and repmodel = 't') then
         perform create_reference_table(p_table);
     end if;
 end
@@ -45,7 +49,8 @@ $$;
 create or replace function pg_temp.tenant_table(p_table regclass, p_colocate_with text) returns void
 language plpgsql as $$
 begin
-    if not exists (select 1 from pg_dist_partition where logicalrelid = p_table) then
+    if not exists (select 1 from pg_dist_partition
+                   where logicalrelid = p_table and partmethod = 'h') then
         perform create_distributed_table(p_table, 'tenant_id', colocate_with => p_colocate_with);
     end if;
 end

@@ -142,7 +142,7 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
                  where c.relkind in ('r', 'p') and c.relnamespace = 'public'::regnamespace)
              select t.name, t.tenant, t.registry, p.partmethod::text,
                     coalesce(pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), ''),
-                    p.colocationid
+                    p.colocationid, p.repmodel::text
              from t left join pg_dist_partition p on p.logicalrelid = t.oid
              where t.tenant or t.registry
              order by t.name",
@@ -156,6 +156,10 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
             (row.get(0), row.get(1), row.get(3));
         let key: String = row.get(4);
         let group: Option<i32> = row.get(5);
+        // Reference tables and Citus local tables (which Citus makes of a
+        // local table that references a reference table) both have
+        // partmethod 'n'; only reference tables are replicated ('t').
+        let replication: Option<String> = row.get(6);
         if tenant {
             if method.as_deref() != Some("h") || key != "tenant_id" {
                 problems.push(format!(
@@ -168,7 +172,7 @@ async fn cluster_problems(client: &Client) -> anyhow::Result<Vec<String>> {
             } else {
                 colocation = colocation.or(group);
             }
-        } else if method.as_deref() != Some("n") {
+        } else if method.as_deref() != Some("n") || replication.as_deref() != Some("t") {
             problems.push(format!("registry table {name} is not a reference table"));
         }
     }
