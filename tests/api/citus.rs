@@ -347,9 +347,11 @@ async fn the_citus_functions_behave_like_the_migrations_on_plain_postgresql() {
         .get(0);
     assert_eq!(after, "", "nothing outlives the transaction");
 
-    // tenant_usage binds each tenant in turn and leaves none bound.
-    let analytics = connect(&app.cluster.config_for("tenantry_analytics", &app.dbname)).await;
-    let usage: Vec<(String, i64)> = analytics
+    // tenant_usage binds each tenant in turn and leaves none bound, even for
+    // the rest of the caller's transaction (SET LOCAL outlives the function).
+    let mut analytics = connect(&app.cluster.config_for("tenantry_analytics", &app.dbname)).await;
+    let transaction = analytics.transaction().await.unwrap();
+    let usage: Vec<(String, i64)> = transaction
         .query("select slug, notes from tenant_usage('test', null)", &[])
         .await
         .unwrap()
@@ -357,12 +359,19 @@ async fn the_citus_functions_behave_like_the_migrations_on_plain_postgresql() {
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert_eq!(usage, [("acme".to_owned(), 1), ("globex".to_owned(), 1)]);
-    let left: String = analytics
-        .query_one("select current_setting('app.tenant_id', true)", &[])
+    let left: String = transaction
+        .query_one(
+            "select coalesce(current_setting('app.tenant_id', true), '')",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(left, "");
+    assert_eq!(
+        left, "",
+        "no tenant is left bound in the caller's transaction"
+    );
+    transaction.rollback().await.unwrap();
 
     // The engine check sees plain PostgreSQL, Citus variants or not.
     let client = app.connect_as_runtime_role().await;
