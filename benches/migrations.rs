@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tenantry::db::{local, migrate};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
-use common::superuser_config;
+use common::{connect, superuser_config};
 
 const USERS_PER_TENANT: i64 = 3;
 const NOTES_PER_USER: i64 = 7;
@@ -126,15 +126,6 @@ fn tenant_counts() -> anyhow::Result<Vec<i64>> {
                 .with_context(|| format!("BENCH_TENANTS: {count:?} is not a positive number"))
         })
         .collect()
-}
-
-async fn connect(config: &Config) -> anyhow::Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("could not connect to PostgreSQL (set TEST_DATABASE_URL to a superuser URL)")?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 /// Runs `f` on a superuser connection to a new database `name`, then drops it.

@@ -46,7 +46,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use common::{Machine, env_or, fmt_count, fmt_ms, median, percentile};
+use common::{Machine, Setting, env_or, fmt_count, fmt_ms, median, percentile};
 use futures_util::{StreamExt, stream};
 use reqwest::{
     Client, RequestBuilder,
@@ -218,49 +218,6 @@ impl Options {
             flood_factor,
             keep_dir: std::env::var("BENCH_KEEP_DIR").is_ok_and(|value| value == "1"),
         })
-    }
-}
-
-/// One environment variable given to the server.
-#[derive(Clone)]
-struct Setting {
-    name: &'static str,
-    value: String,
-    from_env: bool,
-}
-
-impl Setting {
-    /// The bench's environment's value of `name`, else `default`.
-    fn new(name: &'static str, default: String) -> Self {
-        match std::env::var(name) {
-            Ok(value) if !value.trim().is_empty() => Self {
-                name,
-                value,
-                from_env: true,
-            },
-            _ => Self {
-                name,
-                value: default,
-                from_env: false,
-            },
-        }
-    }
-
-    fn fixed(name: &'static str, value: &str) -> Self {
-        Self {
-            name,
-            value: value.to_owned(),
-            from_env: false,
-        }
-    }
-
-    fn shown(&self) -> String {
-        let source = if self.from_env {
-            " (from the environment)"
-        } else {
-            ""
-        };
-        format!("`{}`{source}", self.value)
     }
 }
 
@@ -1018,11 +975,8 @@ fn print_header(options: &Options, machine: &Machine, settings: &ServerSettings,
     let _ = writeln!(out, "\n## tenantry noisy-neighbour benchmark\n");
     let _ = writeln!(
         out,
-        "- machine: {} cores ({}), {}; load average at start {}{}",
-        machine.cores,
-        machine.cpu,
-        machine.memory,
-        machine.load,
+        "- machine: {}{}",
+        machine.describe(),
         if machine.busy() {
             " (busy: other work was running, such as the build before this run or another \
              process's tests; expect more spread)"

@@ -84,11 +84,11 @@ use anyhow::{Context, bail};
 use tokio_postgres::{Client, Config, config::Host};
 
 use self::{
-    common::{Machine, env_or, superuser_config},
+    common::{Machine, Setting, env_or, superuser_config},
     data::{Distribution, Spec},
     load::{Picker, Target, Workload},
     pgbench::{Login, Translated, Variant},
-    server::{Backends, Cpu, Server, Setting},
+    server::{Backends, Cpu, Server},
 };
 
 #[tokio::main(flavor = "multi_thread")]
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::from_env()?;
     let machine = Machine::read();
     let superuser = superuser_config()?;
-    let admin = data::connect(&superuser).await?;
+    let admin = common::connect(&superuser).await?;
     let postgres = PostgresInfo::read(&admin).await?;
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
@@ -467,7 +467,7 @@ impl Bench {
         app.user("tenantry_app")
             .password(data::APP_PASSWORD)
             .dbname(&database);
-        let client = data::connect(&app).await?;
+        let client = common::connect(&app).await?;
         let options = results.session_options.clone();
         for check in plans::check(
             &client,

@@ -41,10 +41,10 @@ use anyhow::{Context, bail};
 use tokio_postgres::Config;
 
 use self::{
-    common::{Machine, env_or, median, percentile, superuser_config},
+    common::{Machine, Setting, env_or, median, percentile, superuser_config},
     data::{Distribution, Spec},
     load::{Picker, Target, Workload},
-    server::{Backends, Cpu, Server, Setting},
+    server::{Backends, Cpu, Server},
 };
 
 /// The workloads compared: reads, a list, a write and the mix.
@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::from_env()?;
     let machine = Machine::read();
     let superuser = superuser_config()?;
-    let admin = data::connect(&superuser).await?;
+    let admin = common::connect(&superuser).await?;
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("bench");
@@ -264,16 +264,13 @@ fn render(options: &Options, machine: &Machine, measured: &[Measured]) -> String
     let spec = options.spec;
     let _ = writeln!(
         out,
-        "## Build and pool tuning\n\n{} tenants (uniform), {} notes; {} closed-loop clients; {} s × {} repetitions, variants interleaved, medians.\nMachine: {} cores, {}, {}; load average at the start {}{}.\n",
+        "## Build and pool tuning\n\n{} tenants (uniform), {} notes; {} closed-loop clients; {} s × {} repetitions, variants interleaved, medians.\nMachine: {}{}.\n",
         spec.tenants,
         spec.notes,
         options.clients,
         options.seconds.as_secs(),
         options.repeats,
-        machine.cores,
-        machine.cpu,
-        machine.memory,
-        machine.load,
+        machine.describe(),
         if machine.busy() {
             " (not a quiet machine)"
         } else {

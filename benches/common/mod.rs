@@ -40,6 +40,14 @@ impl Machine {
             .is_some_and(|load| load > 0.5)
     }
 
+    /// "2 cores (CPU), 24 GiB; load average at start 0.5 0.4 0.3".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} cores ({}), {}; load average at start {}",
+            self.cores, self.cpu, self.memory, self.load
+        )
+    }
+
     pub fn read() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -151,4 +159,62 @@ pub fn superuser_config() -> anyhow::Result<Config> {
         .dbname("postgres")
         .connect_timeout(Duration::from_secs(5));
     Ok(config)
+}
+
+/// A superuser (or any) connection, its connection task spawned.
+pub async fn connect(config: &Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("could not connect to PostgreSQL (set TEST_DATABASE_URL to a superuser URL)")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// One environment variable given to the server.
+#[derive(Clone)]
+pub struct Setting {
+    pub name: &'static str,
+    pub value: String,
+    pub from_env: bool,
+}
+
+impl Setting {
+    /// The bench's environment's value of `name`, else `default`.
+    pub fn new(name: &'static str, default: String) -> Self {
+        match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Self {
+                name,
+                value,
+                from_env: true,
+            },
+            _ => Self {
+                name,
+                value: default,
+                from_env: false,
+            },
+        }
+    }
+
+    pub fn fixed(name: &'static str, value: &str) -> Self {
+        Self {
+            name,
+            value: value.to_owned(),
+            from_env: false,
+        }
+    }
+
+    /// `` `value` ``, and where it came from when that was the environment.
+    pub fn shown(&self) -> String {
+        format!("`{}`{}", self.value, self.source())
+    }
+
+    /// " (from the environment)" when it came from there.
+    pub fn source(&self) -> &'static str {
+        if self.from_env {
+            " (from the environment)"
+        } else {
+            ""
+        }
+    }
 }

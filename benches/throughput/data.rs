@@ -26,7 +26,9 @@ use anyhow::{Context, bail};
 use md5::{Digest, Md5};
 use secrecy::SecretString;
 use tenantry::db::{local, migrate};
-use tokio_postgres::{Client, Config, NoTls};
+
+use crate::common::connect;
+use tokio_postgres::{Client, Config};
 use uuid::Uuid;
 
 /// Users per tenant.
@@ -143,15 +145,6 @@ pub fn username(u: u32) -> String {
 /// The owner (1-based user number) of note `k`.
 pub fn owner_of(k: i64) -> u32 {
     u32::try_from((k - 1).rem_euclid(i64::from(USERS_PER_TENANT)) + 1).unwrap_or(1)
-}
-
-pub async fn connect(config: &Config) -> anyhow::Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("could not connect to PostgreSQL (set TEST_DATABASE_URL to a superuser URL)")?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 /// Drops the database `name` if it exists (sessions are terminated).

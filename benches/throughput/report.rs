@@ -5,12 +5,12 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
 use super::{
     Options, PostgresInfo,
-    common::{Machine, commit, fmt_ms, median, percentile},
+    common::{Machine, Setting, commit, fmt_ms, median, percentile},
     data::{Distribution, Spec, USERS_PER_TENANT},
     load::{Phase, Workload},
     pgbench::{self, PGBENCH_THREADS, Translated, Variant},
     plans, plot,
-    server::{Cpu, Setting},
+    server::Cpu,
 };
 
 /// Targets (docs: performance-notes §7.4).
@@ -353,11 +353,8 @@ fn header(out: &mut String, context: &Context<'_>) {
     let _ = writeln!(out, "\n## tenantry throughput benchmark\n");
     let _ = writeln!(
         out,
-        "- machine: {} cores ({}), {}; load average at start {}{}",
-        machine.cores,
-        machine.cpu,
-        machine.memory,
-        machine.load,
+        "- machine: {}{}",
+        machine.describe(),
         if machine.busy() {
             " (busy: expect more spread)"
         } else {
@@ -413,12 +410,7 @@ fn header(out: &mut String, context: &Context<'_>) {
         } else {
             setting.value.clone()
         };
-        let source = if setting.from_env {
-            " (from the environment)"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "| {} | `{value}`{source} |", setting.name);
+        let _ = writeln!(out, "| {} | `{value}`{} |", setting.name, setting.source());
     }
     let _ = writeln!(
         out,

@@ -17,41 +17,7 @@ use std::{
 use anyhow::{Context, bail};
 
 use super::load;
-use crate::common::Machine;
-
-/// One environment variable given to the server.
-#[derive(Clone)]
-pub struct Setting {
-    pub name: &'static str,
-    pub value: String,
-    pub from_env: bool,
-}
-
-impl Setting {
-    /// The bench's environment's value of `name`, else `default`.
-    pub fn new(name: &'static str, default: String) -> Self {
-        match std::env::var(name) {
-            Ok(value) if !value.trim().is_empty() => Self {
-                name,
-                value,
-                from_env: true,
-            },
-            _ => Self {
-                name,
-                value: default,
-                from_env: false,
-            },
-        }
-    }
-
-    pub fn fixed(name: &'static str, value: &str) -> Self {
-        Self {
-            name,
-            value: value.to_owned(),
-            from_env: false,
-        }
-    }
-}
+use crate::common::{Machine, Setting};
 
 /// The server's environment for a bench run, besides `DATABASE_URL` and
 /// `PORT`: limits out of the way (huge rates, the whole pool for any one
