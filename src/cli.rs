@@ -1,16 +1,17 @@
-//! The `tenantry` command line: `serve`, `migrate`, and `dev` (the default).
+//! The `tenantry` command line: `serve`, `migrate`, `citus check`, and `dev`
+//! (the default).
 
 use std::{process::ExitCode, str::FromStr};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 
 use crate::{
     admin::commands::{self, DomainsCommand, TenantsCommand},
-    config::{MigrateSettings, Settings},
-    db::migrate,
+    config::{CitusCheckSettings, MigrateSettings, Settings},
+    db::{citus, migrate},
     dev,
     startup::Application,
     telemetry::{self, LogFormat, LogOutput},
@@ -48,6 +49,21 @@ enum Command {
     /// Per-tenant usage through the audited analytics role; needs only
     /// ANALYTICS_DATABASE_URL.
     Stats,
+    /// Citus: check that a cluster is set up for tenantry (docs/CITUS.md).
+    Citus {
+        #[command(subcommand)]
+        command: CitusCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum CitusCommand {
+    /// Check the cluster through every role connection string that is set
+    /// (DATABASE_URL, ADMIN_DATABASE_URL, ANALYTICS_DATABASE_URL) and, with
+    /// MIGRATION_DATABASE_URL, the definer roles: tables placed, function
+    /// variants, the tenant setting, every role able to log in on every
+    /// worker. Prints what passed; exits 1 if anything failed.
+    Check,
 }
 
 /// `migrate --status` exits with this code when migrations are pending.
@@ -77,9 +93,10 @@ pub async fn run() -> ExitCode {
         }
         Command::Serve | Command::Migrate(_) => (LogFormat::Json, LogOutput::Stdout),
         Command::Dev => (LogFormat::Pretty, LogOutput::Stdout),
-        Command::Tenants { .. } | Command::Domains { .. } | Command::Stats => {
-            (LogFormat::Pretty, LogOutput::Stderr)
-        }
+        Command::Tenants { .. }
+        | Command::Domains { .. }
+        | Command::Stats
+        | Command::Citus { .. } => (LogFormat::Pretty, LogOutput::Stderr),
     };
     let format = match LogFormat::from_env(default_format) {
         Ok(format) => format,
@@ -106,6 +123,9 @@ pub async fn run() -> ExitCode {
             commands::domains(command).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Stats => commands::stats().await.map(|()| ExitCode::SUCCESS),
+        Command::Citus {
+            command: CitusCommand::Check,
+        } => citus_check().await,
     };
     let code = match result {
         Ok(code) => code,
@@ -127,6 +147,49 @@ async fn serve() -> anyhow::Result<()> {
     let app = Application::build(&settings).await?;
     tracing::info!(port = app.port(), base_domain = %settings.base_domain, "listening");
     app.run_until_stopped().await
+}
+
+async fn citus_check() -> anyhow::Result<ExitCode> {
+    let settings = CitusCheckSettings::from_env()?;
+    let mut clients = Vec::new();
+    for (variable, url) in &settings.login {
+        clients.push((*variable, connect(variable, url).await?));
+    }
+    let owner = match &settings.owner {
+        Some(url) => Some(connect("MIGRATION_DATABASE_URL", url).await?),
+        None => None,
+    };
+    let login: Vec<citus::check::Connection<'_>> = clients
+        .iter()
+        .map(|(variable, client)| citus::check::Connection { variable, client })
+        .collect();
+    let owner = owner.as_ref().map(|client| citus::check::Connection {
+        variable: "MIGRATION_DATABASE_URL",
+        client,
+    });
+    let report = citus::check::run(&login, owner.as_ref()).await?;
+    print!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One plain connection for `variable`'s connection string.
+async fn connect(variable: &str, url: &SecretString) -> anyhow::Result<tokio_postgres::Client> {
+    let config = tokio_postgres::Config::from_str(url.expose_secret())
+        .with_context(|| format!("{variable} is not a valid PostgreSQL connection string"))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("could not connect with {variable}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::error!(error = %error, "database connection failed");
+        }
+    });
+    Ok(client)
 }
 
 async fn run_migrations(args: MigrateArgs) -> anyhow::Result<ExitCode> {

@@ -321,6 +321,45 @@ impl OpsSettings {
     }
 }
 
+/// What `tenantry citus check` connects through: each of the service's role
+/// connection strings that is set, and the owner's.
+pub struct CitusCheckSettings {
+    /// `(variable, url)` for `DATABASE_URL`, `ADMIN_DATABASE_URL`,
+    /// `ANALYTICS_DATABASE_URL`, in that order, where set.
+    pub login: Vec<(&'static str, SecretString)>,
+    /// `MIGRATION_DATABASE_URL`: the owner, who may act as the definer roles.
+    pub owner: Option<SecretString>,
+}
+
+impl CitusCheckSettings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the settings from `env`; at least one connection string is needed.
+    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
+        let login: Vec<(&'static str, SecretString)> = [
+            "DATABASE_URL",
+            "ADMIN_DATABASE_URL",
+            "ANALYTICS_DATABASE_URL",
+        ]
+        .into_iter()
+        .filter_map(|variable| {
+            env.get(variable)
+                .map(|url| (variable, SecretString::from(url)))
+        })
+        .collect();
+        let owner = env.get("MIGRATION_DATABASE_URL").map(SecretString::from);
+        ensure!(
+            !login.is_empty() || owner.is_some(),
+            "tenantry citus check needs at least one of DATABASE_URL, ADMIN_DATABASE_URL, \
+             ANALYTICS_DATABASE_URL, MIGRATION_DATABASE_URL (each role it is given is checked)"
+        );
+        Ok(Self { login, owner })
+    }
+}
+
 /// What `tenantry stats` needs: the analytics role's connection only.
 pub fn analytics_from_env() -> anyhow::Result<DatabaseSettings> {
     analytics_from_source(&ProcessEnv)

@@ -285,7 +285,13 @@ fn exceeded_quota(error: &tokio_postgres::Error) -> Option<&'static str> {
     if db.code().code() != QUOTA_EXCEEDED {
         return None;
     }
-    Some(match db.table() {
+    // On Citus the trigger fires on a worker, and the error reaches us
+    // without its `table` field (see `reported_constraint`), but with the
+    // trigger's own message, `quota exceeded for <resource>`.
+    let resource = db
+        .table()
+        .or_else(|| db.message().strip_prefix("quota exceeded for "));
+    Some(match resource {
         Some("users") => "users",
         Some("notes") => "notes",
         _ => "resources",
@@ -377,11 +383,11 @@ pub trait ResultExt<T> {
 impl<T> ResultExt<T> for Result<T, tokio_postgres::Error> {
     fn on_constraint(self, constraint: &str, map: impl FnOnce() -> ApiError) -> Result<T> {
         self.map_err(|error| {
-            let violated = error
-                .as_db_error()
-                .and_then(|db| db.constraint())
-                .is_some_and(|name| name == constraint);
-            if violated { map() } else { error.into() }
+            if violates_constraint(&error, constraint) {
+                map()
+            } else {
+                error.into()
+            }
         })
     }
 }
@@ -398,9 +404,49 @@ impl<T> ResultExt<T> for Result<T> {
 fn violates(cause: &anyhow::Error, constraint: &str) -> bool {
     cause
         .downcast_ref::<tokio_postgres::Error>()
-        .and_then(|error| error.as_db_error())
-        .and_then(|db| db.constraint())
-        .is_some_and(|name| name == constraint)
+        .is_some_and(|error| violates_constraint(error, constraint))
+}
+
+/// Whether `error` is a violation of the logical constraint `constraint`.
+fn violates_constraint(error: &tokio_postgres::Error, constraint: &str) -> bool {
+    error
+        .as_db_error()
+        .and_then(reported_constraint)
+        .is_some_and(|reported| is_logical_constraint(reported, constraint))
+}
+
+/// The constraint a violation names: the server's `constraint` field, or,
+/// when that is missing, the name PostgreSQL quotes in the message of an
+/// integrity violation (SQLSTATE class 23: `duplicate key value violates
+/// unique constraint "users_tenant_username_key_102094"`). Citus re-raises
+/// a worker's error with its SQLSTATE, message, detail, hint and context
+/// only (`ReportResultError` in its `remote_commands.c`), so on a cluster
+/// the message is all there is. PostgreSQL writes that message in the
+/// worker's `lc_messages`; the workers must keep an English one (the
+/// default), as docs/CITUS.md says.
+fn reported_constraint(db: &tokio_postgres::error::DbError) -> Option<&str> {
+    db.constraint().or_else(|| {
+        if !db.code().code().starts_with("23") {
+            return None;
+        }
+        let (_, quoted) = db.message().split_once("constraint \"")?;
+        quoted.split_once('"').map(|(name, _)| name)
+    })
+}
+
+/// Whether the constraint name a server reported is `constraint`: the name
+/// itself (PostgreSQL), or the name of one of its shards' copies, which
+/// Citus reports with the shard id appended (`users_tenant_username_key_102094`).
+/// A test checks that no two constraints of the schema differ only by such
+/// a suffix, so the match cannot confuse two of ours.
+pub fn is_logical_constraint(reported: &str, constraint: &str) -> bool {
+    match reported.strip_prefix(constraint) {
+        Some("") => true,
+        Some(suffix) => suffix
+            .strip_prefix('_')
+            .is_some_and(|shard| !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -412,6 +458,35 @@ mod tests {
         let error = ApiError::Unexpected(anyhow::anyhow!("relation \"notes\" does not exist"));
         assert_eq!(error.public_message(), "internal server error");
         assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_constraint_matches_itself_and_its_citus_shard_copies_only() {
+        assert!(is_logical_constraint(
+            "tenants_slug_key",
+            "tenants_slug_key"
+        ));
+        assert!(is_logical_constraint(
+            "users_tenant_username_key_102094",
+            "users_tenant_username_key"
+        ));
+        assert!(!is_logical_constraint(
+            "users_tenant_username_key",
+            "users_tenant_email_key"
+        ));
+        assert!(!is_logical_constraint(
+            "tenants_slug_key_x",
+            "tenants_slug_key"
+        ));
+        assert!(!is_logical_constraint(
+            "tenants_slug_key_",
+            "tenants_slug_key"
+        ));
+        assert!(!is_logical_constraint(
+            "tenants_slug_keys",
+            "tenants_slug_key"
+        ));
+        assert!(!is_logical_constraint("tenants_slug", "tenants_slug_key"));
     }
 
     #[test]

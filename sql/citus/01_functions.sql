@@ -1,4 +1,4 @@
--- Citus, step 1 of 2: the functions and triggers whose behaviour must differ
+-- Citus, step 1 of 3: the functions and triggers whose behaviour must differ
 -- on a Citus cluster. Applied on the coordinator, after `tenantry migrate`,
 -- then 02_distribute.sql. Run both again after every migrate: a migration
 -- may replace a function this file replaces (see docs/CITUS.md).
@@ -17,7 +17,7 @@
 -- session. RLS policies, trigger functions and the settings they read are
 -- evaluated *there*. Citus forwards `SET LOCAL` to the workers of the
 -- transaction (with citus.propagate_set_commands = 'local', set by
--- 02_distribute.sql), but never a set_config call, which it cannot see: it
+-- 03_roles.sql), but never a set_config call, which it cannot see: it
 -- intercepts SET statements in its utility hook (ProcessUtility), which also
 -- sees a SET LOCAL run by PL/pgSQL's EXECUTE.
 --   Citus source: src/backend/distributed/commands/variableset.c

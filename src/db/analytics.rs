@@ -73,8 +73,13 @@ impl AnalyticsDb {
     }
 
     /// Every tenant's usage; `actor` and `request_id` go into the audit record.
+    ///
+    /// In an explicit transaction: on Citus, the `SET LOCAL` with which
+    /// `tenant_usage` binds each tenant reaches the workers (where the rows
+    /// are counted, under RLS) only inside a transaction block; outside one
+    /// every count came back 0.
     pub async fn usage(&self, actor: &str, request_id: Option<&str>) -> Result<UsageReport> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         let outcome = async {
             let statement = client
                 .prepare_cached(
@@ -82,7 +87,9 @@ impl AnalyticsDb {
                      from tenant_usage($1, $2)",
                 )
                 .await?;
-            let rows = client.query(&statement, &[&actor, &request_id]).await?;
+            let tx = client.transaction().await?;
+            let rows = tx.query(&statement, &[&actor, &request_id]).await?;
+            tx.commit().await?;
             Ok(rows)
         }
         .await;

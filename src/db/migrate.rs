@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bind_tenant",
         sql: include_str!("../../sql/migrations/V4__bind_tenant.sql"),
     },
+    Migration {
+        version: 5,
+        name: "onboarding",
+        sql: include_str!("../../sql/migrations/V5__onboarding.sql"),
+    },
 ];
 
 /// Passwords for the login roles. Each one given makes its role LOGIN with it.
@@ -90,6 +95,17 @@ impl RolePasswords {
 
 const ROLES_SQL: &str = include_str!("../../sql/roles.sql");
 const GRANTS_SQL: &str = include_str!("../../sql/grants.sql");
+
+/// On a Citus coordinator, a migration's transaction uses one connection
+/// per node: Citus refuses a transaction that changes a distributed table
+/// in parallel and then anything with a foreign key to a reference table
+/// (a new tenant table's key to `tenants`, say). Shard DDL then runs one
+/// shard after another on each node. Nothing on plain PostgreSQL.
+const CITUS_SEQUENTIAL_SQL: &str = "do $$ begin
+    if exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+        set local citus.multi_shard_modify_mode to 'sequential';
+    end if;
+end $$";
 
 /// Arbitrary but fixed: "tenantry migrate" as an advisory lock key.
 const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_7279;
@@ -273,9 +289,12 @@ async fn apply(transaction: &Transaction<'_>, migration: &Migration) -> anyhow::
     tracing::info!(migration = %migration.label(), "applying migration");
     let started = Instant::now();
     transaction
-        .batch_execute(migration.sql)
+        .batch_execute(CITUS_SEQUENTIAL_SQL)
         .await
-        .map_err(|error| MigrationFailed::new(migration, &error))?;
+        .context("could not prepare the migration's transaction")?;
+    execute_script(transaction, migration.sql)
+        .await
+        .map_err(|(offset, error)| MigrationFailed::new(migration, offset, &error))?;
     let duration = started.elapsed();
     let duration_ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
     transaction
@@ -289,10 +308,26 @@ async fn apply(transaction: &Transaction<'_>, migration: &Migration) -> anyhow::
 }
 
 async fn apply_grants(transaction: &Transaction<'_>) -> anyhow::Result<()> {
-    transaction
-        .batch_execute(GRANTS_SQL)
+    execute_script(transaction, GRANTS_SQL)
         .await
+        .map_err(|(_, error)| error)
         .context("could not apply sql/grants.sql")
+}
+
+/// Runs the statements of `sql` one query each, in order (see
+/// [`super::statements`] for why not all in one); on failure, the byte
+/// offset of the statement that failed, and its error.
+pub async fn execute_script(
+    client: &impl GenericClient,
+    sql: &str,
+) -> Result<(), (usize, tokio_postgres::Error)> {
+    for (offset, statement) in super::statements::split(sql) {
+        client
+            .batch_execute(statement)
+            .await
+            .map_err(|error| (offset, error))?;
+    }
+    Ok(())
 }
 
 /// Gives `role` LOGIN and a password. The password is turned into a SCRAM
@@ -338,7 +373,8 @@ pub struct MigrationFailed {
 }
 
 impl MigrationFailed {
-    fn new(migration: &Migration, error: &tokio_postgres::Error) -> Self {
+    /// `offset`: where in the file the failing statement starts.
+    fn new(migration: &Migration, offset: usize, error: &tokio_postgres::Error) -> Self {
         let Some(db) = error.as_db_error() else {
             return Self {
                 version: migration.version,
@@ -354,8 +390,14 @@ impl MigrationFailed {
                 message.push_str(&format!("; {label}: {extra}"));
             }
         }
+        let statement = migration.sql.get(offset..).unwrap_or_default();
+        let lines_before = migration.sql[..offset.min(migration.sql.len())]
+            .matches('\n')
+            .count();
         let line = match db.position() {
-            Some(ErrorPosition::Original(position)) => Some(line_of(migration.sql, *position)),
+            Some(ErrorPosition::Original(position)) => {
+                Some(lines_before + line_of(statement, *position))
+            }
             _ => None,
         };
         Self {

@@ -13,6 +13,7 @@ pub mod citus;
 pub mod local;
 pub mod migrate;
 mod share;
+pub mod statements;
 mod tenant_tx;
 
 use std::{
