@@ -26,13 +26,26 @@ grant select, insert, update on usage_counters to tenantry_app;
 grant select on schema_migrations to tenantry_app;
 -- The pre-tenant path (host -> tenant, tenant registration) and the tenant's
 -- status for every tenant transaction.
+-- create_tenant is kept for revisions still running during a deploy;
+-- sign-up goes through signup_tenant (V5).
 grant execute on function tenant_by_slug(text), tenant_by_domain(text),
     create_tenant(uuid, text, text, text), tenant_state(uuid),
-    bind_tenant(uuid, integer, bigint, bigint, uuid) to tenantry_app;
+    bind_tenant(uuid, integer, bigint, bigint, uuid),
+    signup_tenant(uuid, text, text, uuid, text, text, text, text, text, uuid[]) to tenantry_app;
 
 -- Registry role: what the SECURITY DEFINER functions it owns need, nothing more.
+-- Onboarding (onboard_tenant, V5) writes the new tenant's first rows, under
+-- RLS in a transaction bound to that tenant; the counting trigger it fires
+-- runs as this role too.
 grant select, insert on tenants to tenantry_registry;
-grant select on tenant_domains to tenantry_registry;
+grant select, insert on tenant_domains to tenantry_registry;
+grant select, insert on users, audit_events to tenantry_registry;
+grant select, insert, update on usage_counters to tenantry_registry;
+-- signup_tenant calls onboard_tenant; the revoke above takes even an
+-- owner's EXECUTE.
+grant execute on function reserved_slugs(),
+    onboard_tenant(uuid, text, text, text, text, text, uuid, text, text, text, text, text, text, text, uuid[])
+    to tenantry_registry;
 
 -- Admin role: the registry, and tenant tables under RLS (a transaction bound to
 -- one tenant at a time), including deleting audit events when purging.
@@ -42,7 +55,9 @@ grant select, insert on platform_audit_events to tenantry_admin;
 grant select on schema_migrations to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
 grant execute on function tenant_state(uuid),
-    bind_tenant(uuid, integer, bigint, bigint, uuid) to tenantry_admin;
+    bind_tenant(uuid, integer, bigint, bigint, uuid),
+    onboard_tenant(uuid, text, text, text, text, text, uuid, text, text, text, text, text, text, text, uuid[])
+    to tenantry_admin;
 
 -- Analytics role: one function, which returns counts and records the call,
 -- and the schema version its start-up audit checks.

@@ -29,21 +29,26 @@ pub enum Actor {
     Admin,
     /// Someone not signed in (registering, failing to sign in).
     Anonymous,
+    /// The service itself, on the authority of a credential it checked that
+    /// no database role holds (a sign-up authorised by the admin token).
+    System,
 }
 
 impl Actor {
-    fn kind(self) -> &'static str {
+    /// The actor as `audit_events.actor_kind` stores it.
+    pub fn kind(self) -> &'static str {
         match self {
             Self::User(_) => "user",
             Self::Admin => "admin",
             Self::Anonymous => "anonymous",
+            Self::System => "system",
         }
     }
 
     fn id(self) -> Option<Uuid> {
         match self {
             Self::User(id) => Some(*id.as_uuid()),
-            Self::Admin | Self::Anonymous => None,
+            Self::Admin | Self::Anonymous | Self::System => None,
         }
     }
 }

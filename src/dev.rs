@@ -146,8 +146,13 @@ async fn seed_demo_tenants(state: &AppState) -> anyhow::Result<()> {
                 password: password.to_owned(),
             },
         };
-        match crate::api::tenants::onboard(state, request, crate::audit::Actor::Admin, None).await {
+        // The service seeds them itself, as the runtime role: `system`.
+        match crate::api::tenants::onboard(state, request, crate::audit::Actor::System, None).await
+        {
             Ok(_) | Err(ApiError::Conflict(_)) => {}
+            Err(ApiError::Unexpected(cause)) => {
+                return Err(cause.context(format!("could not create demo tenant {slug}")));
+            }
             Err(error) => {
                 return Err(anyhow::anyhow!(
                     "could not create demo tenant {slug}: {error}"

@@ -77,6 +77,10 @@ impl Slug {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The slugs the platform keeps for itself. The database has the same
+    /// list (`reserved_slugs()`, V5), where it is enforced.
+    pub const RESERVED: &'static [&'static str] = RESERVED_SLUGS;
+
     /// Whether the platform keeps this slug for itself (`www`, `api`, ...).
     pub fn is_reserved(&self) -> bool {
         RESERVED_SLUGS.contains(&self.0.as_str())

@@ -29,6 +29,7 @@ pub mod dev;
 pub mod domain;
 pub mod error;
 pub mod limits;
+pub mod onboarding;
 pub mod serve;
 pub mod startup;
 pub mod telemetry;

@@ -20,7 +20,7 @@ use super::{
     Admin,
     purge::DEFAULT_BATCH_SIZE,
     tenants::{NewTenantRequest, TenantChange},
-    transfer::ExportSummary,
+    transfer::{ExportSummary, ImportTarget},
 };
 use crate::{
     api::{
@@ -102,13 +102,18 @@ pub enum TenantsCommand {
         output: PathBuf,
     },
     /// Restore a tenant from an export (plain or gzipped; `-` for stdin),
-    /// atomically: into the same tenant (after a purge), or beside it as a new
-    /// tenant with `--as`.
+    /// atomically: into the same tenant (which must not exist), over it with
+    /// `--replace` (suspended; its rows are replaced in the same
+    /// transaction), or beside it as a new tenant with `--as`.
     Import {
         file: PathBuf,
         /// Import as a new tenant with this slug (fresh ids, no custom domains).
-        #[arg(long = "as", value_name = "SLUG")]
+        #[arg(long = "as", value_name = "SLUG", conflicts_with = "replace")]
         as_slug: Option<String>,
+        /// Replace the suspended tenant's rows with the file's, in one
+        /// transaction: if anything fails, it keeps what it had.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -231,13 +236,22 @@ pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             }
             print(&summary)
         }
-        TenantsCommand::Import { file, as_slug } => {
+        TenantsCommand::Import {
+            file,
+            as_slug,
+            replace,
+        } => {
             let as_slug = as_slug
                 .as_deref()
                 .map(Slug::parse)
                 .transpose()
                 .map_err(|m| anyhow::anyhow!("--as: {m}"))?;
-            print(&import_from(&admin, &file, as_slug.as_ref()).await?)
+            let target = match (&as_slug, replace) {
+                (Some(slug), _) => ImportTarget::As(slug),
+                (None, true) => ImportTarget::Replace,
+                (None, false) => ImportTarget::Same,
+            };
+            print(&import_from(&admin, &file, target).await?)
         }
     }
 }
@@ -522,7 +536,7 @@ impl Write for Sink {
 async fn import_from(
     admin: &Admin,
     path: &Path,
-    as_slug: Option<&Slug>,
+    target: ImportTarget<'_>,
 ) -> anyhow::Result<super::transfer::ImportSummary> {
     let (input, size): (Box<dyn Read>, Option<u64>) = if path == Path::new("-") {
         (Box::new(io::stdin().lock()), None)
@@ -547,7 +561,7 @@ async fn import_from(
         Box::new(input)
     };
     let summary = admin
-        .import_tenant(&mut reader, as_slug, &progress, None)
+        .import_tenant(&mut reader, target, &progress, None)
         .await
         .map_err(explain)?;
     progress.finish_and_clear();

@@ -62,7 +62,16 @@ impl DomainBody {
         let domain: String = row.try_get("domain")?;
         let token: String = row.try_get("verification_token")?;
         let verified_at: Option<DateTime<Utc>> = row.try_get("verified_at")?;
-        Ok(Self {
+        Ok(Self::new(domain, &token, verified_at))
+    }
+
+    /// A domain just added, not verified yet.
+    pub fn pending(domain: &DomainName, token: &str) -> Self {
+        Self::new(domain.as_str().to_owned(), token, None)
+    }
+
+    fn new(domain: String, token: &str, verified_at: Option<DateTime<Utc>>) -> Self {
+        Self {
             verification: Challenge {
                 name: format!("{CHALLENGE_LABEL}.{domain}"),
                 record_type: "TXT",
@@ -71,7 +80,7 @@ impl DomainBody {
             domain,
             verified: verified_at.is_some(),
             verified_at,
-        })
+        }
     }
 }
 
@@ -96,7 +105,7 @@ impl Admin {
 
     /// Inserts a pending domain in `tx`'s tenant; a domain any tenant already
     /// has is a 409.
-    pub(super) async fn insert_domain(
+    async fn insert_domain(
         &self,
         tx: &TenantTx<'_>,
         domain: &DomainName,
@@ -255,7 +264,7 @@ async fn select_domain(tx: &TenantTx<'_>, domain: &DomainName) -> Result<Option<
     row.as_ref().map(DomainBody::from_row).transpose()
 }
 
-fn random_token() -> Result<String> {
+pub(super) fn random_token() -> Result<String> {
     let mut bytes = [0_u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|error| anyhow::anyhow!("no randomness available: {error}"))?;

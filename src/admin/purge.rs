@@ -185,6 +185,24 @@ impl Admin {
     }
 }
 
+/// Deletes every row of `tx`'s tenant, which must be suspended (it is
+/// locked first), registry row included, and returns the rows deleted per
+/// table: a purge in one transaction, for an import that replaces the
+/// tenant in the same transaction (it all commits, or none of it).
+pub(super) async fn clear_tenant(tx: &TenantTx<'_>) -> Result<BTreeMap<String, u64>> {
+    lock_suspended(tx).await?;
+    let mut deleted = BTreeMap::new();
+    for table in PURGE_ORDER {
+        deleted.insert((*table).to_owned(), delete_all(tx, table).await?);
+    }
+    tx.execute(
+        "delete from tenants where id = $1",
+        &[tx.tenant_id().as_uuid()],
+    )
+    .await?;
+    Ok(deleted)
+}
+
 /// Locks the registry row of `tx`'s tenant and checks it is still suspended:
 /// a tenant resumed (or purged by someone else) meanwhile stops the purge.
 async fn lock_suspended(tx: &TenantTx<'_>) -> Result<TenantSummary> {

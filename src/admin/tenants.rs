@@ -6,22 +6,26 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Admin, TENANT_COLUMNS, TenantSummary, domains::DomainBody};
+use super::{
+    Admin, TENANT_COLUMNS, TenantSummary,
+    domains::{DomainBody, random_token},
+};
 use crate::{
     api::{
-        accounts::{NewUser, NewUserRequest, UserBody, insert_user},
+        accounts::{NewUser, NewUserRequest, UserBody},
         paging::Page,
     },
     audit::{self, Action, Actor, Event},
-    auth::{Role, password::PasswordHasher},
+    auth::{Role, UserId, password::PasswordHasher},
     db::TenantTx,
     domain::{DomainName, Plan, Slug, TenantName},
-    error::{ApiError, Result, ResultExt},
+    error::{ApiError, Result},
+    onboarding::{
+        FirstRows, KEY_IN_USE, Onboarder, OperatorExtras, SLUG_RESERVED, SLUG_TAKEN,
+        write_first_rows,
+    },
     tenant::{TenantId, TenantStatus, host::BaseDomain},
 };
-
-const SLUG_TAKEN: &str = "this slug is already taken";
-const KEY_IN_USE: &str = "this idempotency key is in use";
 
 /// A validated request to create a tenant.
 pub struct NewTenant {
@@ -74,7 +78,7 @@ impl Admin {
         request_id: Option<&str>,
     ) -> Result<CreatedTenant> {
         if new.slug.is_reserved() {
-            return Err(ApiError::Conflict("this slug is not available"));
+            return Err(ApiError::Conflict(SLUG_RESERVED));
         }
         if let Some(key) = &new.idempotency_key
             && let Some(found) = self.replay(key, &new.request_sha256).await?
@@ -82,43 +86,48 @@ impl Admin {
             return Ok(found);
         }
         let id = TenantId::from_uuid(Uuid::now_v7());
+        let token = new.domain.as_ref().map(|_| random_token()).transpose()?;
+        let first = FirstRows {
+            slug: &new.slug,
+            name: &new.name,
+            owner_id: Uuid::now_v7(),
+            owner: &new.owner,
+            by: Onboarder::Operator(OperatorExtras {
+                plan: Some(new.plan),
+                idempotency_key: new.idempotency_key.as_deref(),
+                request_sha256: Some(&new.request_sha256),
+                domain: new.domain.as_ref().zip(token.as_deref()),
+            }),
+        };
         let created = self
             .db
             .with_tenant(id, async |tx| {
-                let tenant = insert_tenant(tx, &new).await?;
-                let owner = insert_user(tx, &new.owner).await?;
-                let domain = match &new.domain {
-                    Some(domain) => Some(self.insert_domain(tx, domain, request_id).await?),
-                    None => None,
-                };
-                audit::record(
-                    tx,
-                    request_id,
-                    &Event::new(
-                        Actor::Admin,
-                        Action::TenantCreated,
-                        Some(tenant.slug.clone()),
-                    ),
-                )
-                .await?;
-                audit::record(
-                    tx,
-                    request_id,
-                    &Event::new(
-                        Actor::Admin,
-                        Action::UserRegistered,
-                        Some(owner.id.to_string()),
-                    ),
-                )
-                .await?;
-                Ok(CreatedTenant {
-                    tenant,
-                    owner,
-                    domain,
-                    replayed: false,
-                })
+                write_first_rows(tx, &first, request_id).await
             })
-            .await;
+            .await
+            .map(|written| CreatedTenant {
+                tenant: TenantSummary {
+                    id,
+                    slug: new.slug.to_string(),
+                    name: new.name.as_str().to_owned(),
+                    plan: new.plan.as_str().to_owned(),
+                    status: TenantStatus::Active,
+                    created_at: written.tenant_created_at,
+                },
+                owner: UserBody {
+                    id: UserId::from_uuid(first.owner_id),
+                    username: new.owner.username.as_str().to_owned(),
+                    email: new.owner.email.as_str().to_owned(),
+                    role: Role::Owner,
+                    created_at: written.owner_created_at,
+                },
+                domain: new
+                    .domain
+                    .as_ref()
+                    .zip(token.as_deref())
+                    .map(|(domain, token)| DomainBody::pending(domain, token)),
+                replayed: false,
+            });
         match (created, &new.idempotency_key) {
             // A concurrent request with the same key may have won the race:
             // answer as it did, or with this request's own conflict.
@@ -372,30 +381,6 @@ impl NewTenantRequest {
             request_sha256: digest.iter().map(|byte| format!("{byte:02x}")).collect(),
         })
     }
-}
-
-async fn insert_tenant(tx: &TenantTx<'_>, new: &NewTenant) -> Result<TenantSummary> {
-    let row = tx
-        .query_one(
-            &format!(
-                "insert into tenants (id, slug, name, plan, idempotency_key, request_sha256)
-                 values ($1, $2, $3, $4, $5, $6) returning {TENANT_COLUMNS}"
-            ),
-            &[
-                tx.tenant_id().as_uuid(),
-                &new.slug.as_str(),
-                &new.name.as_str(),
-                &new.plan.as_str(),
-                &new.idempotency_key,
-                &new.request_sha256,
-            ],
-        )
-        .await
-        .on_constraint("tenants_slug_key", || ApiError::Conflict(SLUG_TAKEN))
-        .on_constraint("tenants_idempotency_key_key", || {
-            ApiError::Conflict(KEY_IN_USE)
-        })?;
-    TenantSummary::from_row(&row)
 }
 
 /// Sets one registry column of the transaction's tenant (`column` is ours,

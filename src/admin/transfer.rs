@@ -25,7 +25,7 @@
 //! their defaults; a newer export is refused.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     io::{BufRead, Write},
 };
 
@@ -99,6 +99,25 @@ pub struct ImportSummary {
     pub rows: BTreeMap<String, u64>,
     /// Custom domains in the file that were not imported (`--as`).
     pub skipped_domains: Vec<String>,
+    /// With `--replace`: the rows the tenant had, per table, deleted in the
+    /// same transaction as the import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<BTreeMap<String, u64>>,
+}
+
+/// Where an import puts the file's tenant.
+#[derive(Debug, Clone, Copy)]
+pub enum ImportTarget<'a> {
+    /// The exported tenant itself (same id and slug), which must not exist
+    /// (after a purge, or into another database).
+    Same,
+    /// A new tenant with this slug beside the original: fresh ids, no
+    /// custom domains.
+    As(&'a Slug),
+    /// The exported tenant itself, which exists and is suspended: its rows
+    /// are replaced by the file's in one transaction, so a failed import
+    /// leaves it exactly as it was (the restore of one tenant from a backup).
+    Replace,
 }
 
 impl Admin {
@@ -152,12 +171,12 @@ impl Admin {
             .await
     }
 
-    /// Restores an export read from `input` in one transaction. See the
-    /// module docs for `as_slug`.
+    /// Restores an export read from `input` in one transaction, into
+    /// `target` (see [`ImportTarget`]).
     pub async fn import_tenant(
         &self,
         input: &mut dyn BufRead,
-        as_slug: Option<&Slug>,
+        target: ImportTarget<'_>,
         progress: &ProgressBar,
         request_id: Option<&str>,
     ) -> Result<ImportSummary> {
@@ -171,18 +190,25 @@ impl Admin {
             )));
         }
         let source = source_tenant_id(&header.tenant)?;
+        let as_slug = match target {
+            ImportTarget::As(slug) => Some(slug),
+            ImportTarget::Same | ImportTarget::Replace => None,
+        };
         let mut plan = ImportPlan::new(source, as_slug)?;
         let registry = plan.registry_row(header.tenant.clone());
-        self.check_free(
-            plan.target,
-            registry
-                .get("slug")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        )
-        .await?;
+        let slug = registry
+            .get("slug")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let replacing = matches!(target, ImportTarget::Replace);
+        if replacing {
+            self.check_replaceable(plan.target, slug).await?;
+        } else {
+            self.check_free(plan.target, slug).await?;
+        }
         self.db
             .with_tenant(plan.target, async |tx| {
+                let replaced = if replacing { Some(super::purge::clear_tenant(tx).await?) } else { None };
                 insert_rows(tx, "tenants", std::slice::from_ref(&registry), &mut HashMap::new()).await?;
                 let rows = plan.restore_rows(tx, &mut reader).await?;
                 check_totals(&header.rows, &rows.seen, &rows.end, &rows.digest)?;
@@ -195,9 +221,10 @@ impl Admin {
                     "exported_at": header.exported_at,
                     "schema_version": header.schema_version,
                     "rows": rows.seen,
+                    "replaced": replaced,
                 }));
                 audit::record(tx, request_id, &event).await?;
-                Ok(ImportSummary { tenant, rows: rows.seen, skipped_domains: plan.skipped_domains.clone() })
+                Ok(ImportSummary { tenant, rows: rows.seen, skipped_domains: plan.skipped_domains.clone(), replaced })
             })
             .await
             .on_constraint("tenants_slug_key", || ApiError::Conflict("this slug is already taken; import with --as <new-slug>"))
@@ -223,6 +250,33 @@ impl Admin {
             .map(|row| row.try_get(0))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    /// Before replacing tenant `target` (see [`ImportTarget::Replace`]): it
+    /// exists under the file's slug and is suspended (the lock taken in the
+    /// import's transaction checks it again).
+    async fn check_replaceable(&self, target: TenantId, slug: &str) -> Result<()> {
+        let rows = self
+            .db
+            .query(
+                "select slug, status from tenants where id = $1",
+                &[target.as_uuid()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Err(ApiError::NotFound(
+                "the file's tenant does not exist here; import it without --replace",
+            ));
+        };
+        if row.try_get::<_, &str>("slug")? != slug {
+            return Err(ApiError::Conflict(
+                "the tenant has another slug here than in the file; import beside it with --as <new-slug>",
+            ));
+        }
+        if row.try_get::<_, &str>("status")? != "suspended" {
+            return Err(ApiError::Conflict("suspend the tenant before replacing it"));
+        }
+        Ok(())
     }
 
     /// A clear conflict before any work when the target id or slug is taken.
@@ -482,7 +536,7 @@ impl ImportPlan {
             .iter()
             .map(|table| ((*table).to_owned(), 0))
             .collect();
-        let mut columns: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut columns: HashMap<String, HashMap<String, String>> = HashMap::new();
         let mut batch = Batch::default();
         let mut position = 0;
         loop {
@@ -615,7 +669,7 @@ impl Batch {
     async fn flush(
         &mut self,
         tx: &TenantTx<'_>,
-        columns: &mut HashMap<String, HashSet<String>>,
+        columns: &mut HashMap<String, HashMap<String, String>>,
     ) -> Result<()> {
         if !self.rows.is_empty() {
             insert_rows(tx, &self.table, &self.rows, columns).await?;
@@ -628,24 +682,21 @@ impl Batch {
 /// Inserts `rows` (JSON objects) into `table` (one of ours), naming only the
 /// columns the rows have, so columns added since the export take their
 /// defaults. A key that is not a column of the table is refused.
+///
+/// One multi-row `INSERT ... VALUES`, every value sent as text and cast to
+/// its column's type. Not `INSERT ... SELECT ... FROM
+/// jsonb_populate_recordset(..)`: Citus runs an INSERT ... SELECT into a
+/// distributed table as a COPY into the shards, which row-level security
+/// forbids ("COPY FROM not supported with row-level security"); a VALUES
+/// list is routed to the tenant's shard as a plain INSERT.
 async fn insert_rows(
     tx: &TenantTx<'_>,
     table: &str,
     rows: &[Value],
-    known: &mut HashMap<String, HashSet<String>>,
+    known: &mut HashMap<String, HashMap<String, String>>,
 ) -> Result<()> {
     if !known.contains_key(table) {
-        let found = tx
-            .query(
-                "select column_name::text from information_schema.columns where table_schema = 'public' and table_name = $1",
-                &[&table],
-            )
-            .await?;
-        let names = found
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<HashSet<String>, _>>()?;
-        known.insert(table.to_owned(), names);
+        known.insert(table.to_owned(), column_types(tx, table).await?);
     }
     let table_columns = &known[table];
     let mut names: Vec<&str> = rows
@@ -655,20 +706,70 @@ async fn insert_rows(
         .collect();
     names.sort_unstable();
     names.dedup();
-    if let Some(unknown) = names.iter().find(|name| !table_columns.contains(**name)) {
+    if let Some(unknown) = names
+        .iter()
+        .find(|name| !table_columns.contains_key(**name))
+    {
         return Err(ApiError::BadRequest(format!(
             "table {table} has no column {unknown:?} (exported by a newer tenantry?); nothing was imported"
         )));
+    }
+    let mut values: Vec<Option<String>> = Vec::with_capacity(rows.len() * names.len());
+    let mut tuples = Vec::with_capacity(rows.len());
+    for row in rows.iter().filter_map(Value::as_object) {
+        let mut tuple = Vec::with_capacity(names.len());
+        for name in &names {
+            match row.get(*name) {
+                // Absent from this row: the column's default.
+                None => tuple.push("default".to_owned()),
+                Some(value) => {
+                    let column_type = &table_columns[*name];
+                    values.push(as_text(value, column_type));
+                    tuple.push(format!("${}::text::{column_type}", values.len()));
+                }
+            }
+        }
+        tuples.push(format!("({})", tuple.join(", ")));
     }
     let list = names
         .iter()
         .map(|name| format!("\"{name}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "insert into {table} ({list}) select {list} from jsonb_populate_recordset(null::public.{table}, $1)"
-    );
-    let rows = Value::Array(rows.to_vec());
-    tx.execute(&sql, &[&rows]).await?;
+    let sql = format!("insert into {table} ({list}) values {}", tuples.join(", "));
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|value| value as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    tx.execute(&sql, &params).await?;
     Ok(())
+}
+
+/// The columns of `table` (ours) and their types, as `format_type` names them.
+async fn column_types(tx: &TenantTx<'_>, table: &str) -> Result<HashMap<String, String>> {
+    let found = tx
+        .query(
+            "select a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+             from pg_catalog.pg_attribute a
+             where a.attrelid = pg_catalog.to_regclass('public.' || quote_ident($1))
+               and a.attnum > 0 and not a.attisdropped",
+            &[&table],
+        )
+        .await?;
+    found
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// A JSON value as the text PostgreSQL parses into a column of
+/// `column_type` (the inverse of `to_jsonb`): JSON text for `jsonb`
+/// columns, strings as they are, numbers and booleans as written.
+fn as_text(value: &Value, column_type: &str) -> Option<String> {
+    match value {
+        Value::Null => None,
+        _ if column_type == "jsonb" => Some(value.to_string()),
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
 }

@@ -15,23 +15,27 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    accounts::{NewUserRequest, UserBody, insert_user},
+    accounts::{NewUserRequest, UserBody},
     extract::ApiJson,
     middleware::RequestId,
 };
 use crate::{
-    audit::{self, Action, Actor, Event},
-    auth::{Role, bearer_token},
+    audit::Actor,
+    auth::{Role, UserId, bearer_token},
     config::SignupMode,
-    db::TenantTx,
     domain::{Plan, Slug, TenantName},
-    error::{ApiError, ErrorResponse, Result, ResultExt},
+    error::{ApiError, ErrorResponse, Result},
     limits::client::{ClientThrottle, Onboarding},
+    onboarding::{FirstRows, Onboarder, SLUG_RESERVED, write_first_rows},
     startup::AppState,
     tenant::{Apex, TenantId, TenantRecord, TenantStatus},
 };
 
 const ONBOARDING_BODY_LIMIT: usize = 8 * 1024;
+
+/// 422 for a sign-up that asks for a plan other than the default.
+const SIGNUP_PLAN_ONLY: &str = "sign-up starts on the free plan; an operator changes plans \
+     (`tenantry tenants plan`, `PATCH /admin/tenants/{slug}`)";
 
 /// `/api/tenants`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -63,7 +67,8 @@ pub struct OnboardingRequest {
         example = "Initech"
     )]
     pub name: String,
-    /// Defaults to `free`.
+    /// Sign-up always starts on `free` (the only value accepted here); an
+    /// operator moves a tenant to another plan.
     #[schema(value_type = Option<crate::domain::Plan>)]
     pub plan: Option<String>,
     /// The tenant's first user, with the `owner` role.
@@ -111,7 +116,7 @@ impl FromRequestParts<AppState> for OnboardingAllowed {
     extensions(("x-tenantry-host" = json!("apex")), ("x-tenantry-client-limited" = json!(true))),
     security((), ("admin" = [])),
     request_body(content = OnboardingRequest, example = json!({
-        "slug": "initech", "name": "Initech", "plan": "pro",
+        "slug": "initech", "name": "Initech",
         "owner": {"username": "peter", "email": "peter@initech.test", "password": "correct horse battery"}
     })),
     responses(
@@ -128,9 +133,11 @@ async fn create_tenant(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<OnboardingRequest>,
 ) -> Result<(StatusCode, Json<OnboardingBody>)> {
-    // In the default admin-only mode, the admin token onboarded this tenant.
+    // In the default admin-only mode, the admin token authorised this
+    // sign-up; the runtime role still may not record an operator as the
+    // actor, so it is the service (`system`) vouching for the token.
     let by = match state.signup.as_ref() {
-        SignupMode::AdminOnly { .. } => Actor::Admin,
+        SignupMode::AdminOnly { .. } => Actor::System,
         SignupMode::Open => Actor::Anonymous,
     };
     let onboarded = onboard(&state, body, by, Some(&request_id)).await?;
@@ -147,15 +154,20 @@ pub async fn onboard(
 ) -> Result<OnboardingBody> {
     let slug = Slug::parse(&body.slug).map_err(|m| ApiError::invalid("slug", m))?;
     if slug.is_reserved() {
-        return Err(ApiError::Conflict("this slug is not available"));
+        return Err(ApiError::Conflict(SLUG_RESERVED));
     }
     let name = TenantName::parse(&body.name).map_err(|m| ApiError::invalid("name", m))?;
+    // Anyone may sign up (with open sign-up): what they get is the default
+    // plan, and only an operator moves a tenant to another.
     let plan = body
         .plan
         .as_deref()
         .map(Plan::parse)
         .transpose()
         .map_err(|m| ApiError::invalid("plan", m))?;
+    if plan.is_some_and(|plan| plan != Plan::default()) {
+        return Err(ApiError::invalid("plan", SIGNUP_PLAN_ONLY));
+    }
     let owner = body
         .owner
         .validate(&state.passwords, "owner.", Role::Owner)
@@ -164,26 +176,30 @@ pub async fn onboard(
         id: TenantId::from_uuid(Uuid::now_v7()),
         slug: slug.to_string(),
         name: name.as_str().to_owned(),
-        plan: plan.unwrap_or_default().as_str().to_owned(),
+        plan: Plan::default().as_str().to_owned(),
         status: TenantStatus::Active,
     };
+    let first = FirstRows {
+        slug: &slug,
+        name: &name,
+        owner_id: Uuid::now_v7(),
+        owner: &owner,
+        by: Onboarder::SignUp(by),
+    };
     let policy = state.limits.policy(&tenant);
-    let owner = state
+    let written = state
         .db
         .with_new_tenant(tenant.id, policy.limits(), async |tx| {
-            insert_tenant(tx, &tenant).await?;
-            let owner = insert_user(tx, &owner).await?;
-            audit::record(
-                tx,
-                request_id,
-                &Event::new(by, Action::TenantCreated, Some(tenant.slug.clone())),
-            )
-            .await?;
-            let registered = Event::new(by, Action::UserRegistered, Some(owner.id.to_string()));
-            audit::record(tx, request_id, &registered).await?;
-            Ok(owner)
+            write_first_rows(tx, &first, request_id).await
         })
         .await?;
+    let owner = UserBody {
+        id: UserId::from_uuid(first.owner_id),
+        username: owner.username.as_str().to_owned(),
+        email: owner.email.as_str().to_owned(),
+        role: Role::Owner,
+        created_at: written.owner_created_at,
+    };
     tracing::info!(tenant.id = %tenant.id, tenant.slug = %tenant.slug, "tenant onboarded");
     let host = format!("{}.{}", tenant.slug, state.tenants.base_domain());
     // This instance may have cached "no such tenant" for the host a moment ago.
@@ -193,23 +209,4 @@ pub async fn onboard(
         host,
         owner,
     })
-}
-
-/// Registers the tenant through the registry's `create_tenant`, which only
-/// works inside a transaction bound to that same tenant.
-async fn insert_tenant(tx: &TenantTx<'_>, tenant: &TenantRecord) -> Result<()> {
-    tx.execute(
-        "select create_tenant($1, $2, $3, $4)",
-        &[
-            tenant.id.as_uuid(),
-            &tenant.slug,
-            &tenant.name,
-            &tenant.plan,
-        ],
-    )
-    .await
-    .on_constraint("tenants_slug_key", || {
-        ApiError::Conflict("this slug is already taken")
-    })?;
-    Ok(())
 }

@@ -125,10 +125,7 @@ async fn only_the_analytics_role_reads_usage_and_it_reads_nothing_else() {
     // Bound to acme, the runtime role sees acme's notes and nothing of globex.
     runtime.batch_execute("begin").await.unwrap();
     runtime
-        .execute(
-            "select set_config('app.tenant_id', $1, true)",
-            &[&acme.id.to_string()],
-        )
+        .execute(crate::helpers::BIND_TENANT, &[&acme.id])
         .await
         .unwrap();
     let visible: Vec<String> = runtime

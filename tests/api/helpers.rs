@@ -1,12 +1,10 @@
 //! The test harness: every test gets its own world.
 //!
-//! PostgreSQL is `TEST_DATABASE_URL` (a superuser URL) if set, otherwise the
-//! server on 127.0.0.1:5432 (user `postgres`) if it answers, otherwise a
-//! private cluster started from the system's binaries under the target dir.
-//! A database is migrated once per migration checksum, as the owner role,
-//! into a template; each test clones it (`CREATE DATABASE .. TEMPLATE`) and
-//! runs the real server on a random loopback port, connected as the runtime
-//! role, as in production. `TestApp::admin` is a superuser connection to the
+//! Each test gets a database of its own (made by `backend.rs`: a clone of a
+//! migrated template on plain PostgreSQL; a database on every node of a
+//! Citus cluster, distributed as docs/CITUS.md says, in the Citus target)
+//! and runs the real server on a random loopback port, connected as the
+//! runtime role, as in production. `TestApp::admin` is a superuser connection to the
 //! test's database: it bypasses RLS, for arranging state the API cannot
 //! create and for checking what really is in the tables.
 
@@ -15,26 +13,28 @@
     reason = "each test module uses a different part of the harness"
 )]
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header::HOST};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tenantry::{
     admin::Admin,
     config::{
         AdminApiSettings, ClientLimitSettings, DatabaseSettings, HashingSettings, JwtSettings,
         LimitSettings, OpsSettings, Settings, SignupMode,
     },
-    db::{citus::CitusMode, local, migrate},
+    db::{citus::CitusMode, local},
     limits::{Limits, LimitsDocument},
     startup::Application,
     tenant::{Tenant, TenantId, TenantRecord, TenantStatus},
 };
 use tokio::sync::OnceCell;
 
-use crate::dns::TestDns;
+use crate::{
+    backend::{self, Backend},
+    dns::TestDns,
+};
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
@@ -48,13 +48,16 @@ pub const JWT_PREVIOUS: (&str, &str) = ("previous", "test-signing-key-previous-0
 pub const JWT_ISSUER: &str = "tenantry-test";
 /// The bearer token of the `/admin` API in tests.
 pub const ADMIN_API_TOKEN: &str = "test-admin-api-token-0123456789abcdef";
-/// Port of the private cluster, when the harness has to start one.
-const PRIVATE_CLUSTER_PORT: u16 = 54330;
+/// Binds the current transaction to the tenant `$1` (a uuid) the way the
+/// service does, for tests that act as a database role directly:
+/// `bind_tenant` sets it with `SET LOCAL`, which (unlike `set_config`) also
+/// reaches the workers of a Citus cluster.
+pub const BIND_TENANT: &str = "select * from bind_tenant($1, 5000, null, null, null)";
 
-/// Where the test databases live, and the template they are cloned from.
+/// Where the test databases live (see `backend.rs`).
 pub struct TestCluster {
     superuser: Config,
-    template: String,
+    backend: Backend,
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
@@ -68,7 +71,7 @@ pub async fn cluster() -> &'static TestCluster {
 
 impl TestCluster {
     async fn set_up() -> Self {
-        let superuser = superuser_config().await;
+        let superuser = backend::superuser_config().await;
         let admin = connect(&superuser).await;
         // Serialise set-up across test processes of the same cluster.
         admin
@@ -83,34 +86,12 @@ impl TestCluster {
             ))
             .await
             .expect("owner password");
-        // tenantry_tpl_{fingerprint}_{created}: one per migration set, dated
-        // so that other checkouts' templates are only swept once stale.
-        let prefix = format!("tenantry_tpl_{}_", migrations_fingerprint());
-        let existing: Option<String> = admin
-            .query_opt(
-                "select datname::text from pg_database where starts_with(datname, $1) limit 1",
-                &[&prefix],
-            )
-            .await
-            .expect("query")
-            .map(|row| row.get(0));
-        let template = match existing {
-            Some(template) => template,
-            None => {
-                let template = format!("{prefix}{}", unix_seconds());
-                build_template(&superuser, &admin, &template).await;
-                template
-            }
-        };
-        sweep_leftovers(&admin, &template).await;
+        let backend = Backend::set_up(&superuser, &admin).await;
         admin
             .execute("select pg_advisory_unlock(7357)", &[])
             .await
             .expect("set-up unlock");
-        Self {
-            superuser,
-            template,
-        }
+        Self { superuser, backend }
     }
 
     /// A connection config for `user` (with the test password) on `dbname`.
@@ -139,152 +120,48 @@ impl TestCluster {
 
     /// A new, empty database owned by the owner role (not migrated).
     pub async fn empty_database(&self) -> String {
-        self.new_database(None).await
+        self.new_database(false).await
     }
 
-    /// A new database cloned from the migrated template.
+    /// A new database, migrated as the owner role (and, on Citus,
+    /// distributed as docs/CITUS.md says).
     pub async fn migrated_database(&self) -> String {
-        self.new_database(Some(&self.template)).await
+        self.new_database(true).await
     }
 
-    async fn new_database(&self, template: Option<&str>) -> String {
+    async fn new_database(&self, migrated: bool) -> String {
         let created = unix_seconds();
         let name = format!(
             "test_{created}_{}",
             &Uuid::new_v4().simple().to_string()[..12]
         );
-        let admin = connect(&self.superuser).await;
-        local::ensure_database(&admin, &name, template)
-            .await
-            .expect("create test database");
+        self.backend
+            .new_database(&self.superuser, &name, migrated)
+            .await;
         name
     }
-}
 
-/// `TEST_DATABASE_URL`, else 127.0.0.1:5432 as `postgres`, else a private cluster.
-async fn superuser_config() -> Config {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return Config::from_str(&url).expect("TEST_DATABASE_URL must be a valid PostgreSQL URL");
+    /// Where the databases live (the engine-specific part of the harness).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
-    let mut system = Config::new();
-    system
-        .host("127.0.0.1")
-        .port(5432)
-        .user("postgres")
-        .dbname("postgres");
-    system.connect_timeout(Duration::from_secs(2));
-    if system.connect(NoTls).await.is_ok() {
-        return system;
-    }
-    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tenantry-test-pg");
-    let options = [
-        "fsync=off",
-        "synchronous_commit=off",
-        "full_page_writes=off",
-        "max_connections=300",
-    ];
-    let cluster = tokio::task::spawn_blocking(move || local::LocalCluster::ensure_running(&root, PRIVATE_CLUSTER_PORT, &options))
-        .await
-        .expect("cluster task")
-        .unwrap_or_else(|error| {
-            panic!("no PostgreSQL for the tests: set TEST_DATABASE_URL, run one on 127.0.0.1:5432, or install the server binaries.\n{error:#}")
-        });
-    cluster.config(local::SUPERUSER, "postgres")
-}
 
-/// Migrates a scratch database as the owner role, then publishes it under
-/// `template` by renaming (so a crash never leaves a half-built template).
-async fn build_template(superuser: &Config, admin: &Client, template: &str) {
-    let building = format!("{template}_building_{}", std::process::id());
-    admin
-        .batch_execute(&format!("drop database if exists \"{building}\""))
-        .await
-        .expect("drop stale");
-    local::ensure_database(admin, &building, None)
-        .await
-        .expect("create template");
-    {
-        let mut owner_config = superuser.clone();
-        owner_config
-            .user(local::OWNER_ROLE)
-            .password(ROLE_PASSWORD)
-            .dbname(&building);
-        let mut owner = connect(&owner_config).await;
-        migrate::run(&mut owner, &migrate::RolePasswords::all(ROLE_PASSWORD))
-            .await
-            .expect("migrate the template as the owner role");
+    /// The superuser's connection config (on the default database).
+    pub fn superuser(&self) -> &Config {
+        &self.superuser
     }
-    // The owner connection must be gone before the database can be renamed or cloned.
-    for _ in 0..50 {
-        let renamed = admin
-            .batch_execute(&format!(
-                "alter database \"{building}\" rename to \"{template}\""
-            ))
-            .await;
-        if renamed.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("could not publish the template database {template}");
-}
 
-/// Drops test databases older than an hour, and other migration sets'
-/// templates older than a day (another checkout may be testing with one right
-/// now). A database still in use cannot be dropped; that error is ignored.
-async fn sweep_leftovers(admin: &Client, template: &str) {
-    let now = unix_seconds();
-    let rows = admin
-        .query("select datname::text from pg_database where datname like 'test\\_%' or datname like 'tenantry\\_tpl\\_%'", &[])
-        .await
-        .expect("list databases");
-    for row in rows {
-        let name: String = row.get(0);
-        let created = |text: &str| text.parse::<u64>().ok();
-        let stale = if let Some(rest) = name.strip_prefix("test_") {
-            rest.split('_')
-                .next()
-                .and_then(created)
-                .is_some_and(|at| at + 3600 < now)
-        } else {
-            name != template
-                && name
-                    .rsplit('_')
-                    .next()
-                    .and_then(created)
-                    .is_none_or(|at| at + 86_400 < now)
-        };
-        if stale {
-            let _ = admin
-                .batch_execute(&format!("drop database if exists \"{name}\""))
-                .await;
-        }
+    /// Lets the backend reclaim `dbname` once its test is done with it.
+    pub fn release_database(&self, dbname: &str) {
+        self.backend.release_database(&self.superuser, dbname);
     }
 }
 
-fn unix_seconds() -> u64 {
+pub fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// Changes whenever any SQL the migration runs changes.
-fn migrations_fingerprint() -> String {
-    let mut hasher = Sha256::new();
-    for migration in migrate::MIGRATIONS {
-        hasher.update(migration.sql.as_bytes());
-    }
-    for extra in ["sql/roles.sql", "sql/grants.sql"] {
-        let path = format!("{}/{extra}", env!("CARGO_MANIFEST_DIR"));
-        hasher.update(std::fs::read(path).expect("sql file"));
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 /// Connects and drives the connection in the background.
@@ -454,6 +331,12 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.cluster.release_database(&self.dbname);
     }
 }
 
@@ -782,6 +665,23 @@ pub fn note_contents(page: &Value) -> Vec<String> {
 }
 
 impl TestApp {
+    /// Plants a defect (a failing trigger, say) as the superuser, one
+    /// statement at a time: Citus propagates each DDL statement to the
+    /// workers on its own, and refuses triggers on its tables unless
+    /// `citus.enable_unsafe_triggers` is on (plain PostgreSQL ignores it).
+    pub async fn plant(&self, statements: &[&str]) {
+        self.admin
+            .batch_execute("set citus.enable_unsafe_triggers = on")
+            .await
+            .expect("allow triggers on Citus tables");
+        for statement in statements {
+            self.admin
+                .batch_execute(statement)
+                .await
+                .unwrap_or_else(|error| panic!("plant {statement}: {error}"));
+        }
+    }
+
     /// Registers `domain` for `tenant` directly in the registry, already verified.
     pub async fn add_domain(&self, domain: &str, tenant: Uuid) {
         self.admin
@@ -802,9 +702,16 @@ impl TestApp {
     /// Locks `note` (`select .. for update` in an open transaction).
     pub async fn lock_note(&self, note: Uuid) -> RowLock {
         let session = connect(&self.cluster.superuser_on(&self.dbname)).await;
+        // With its tenant named, so that Citus can route the lock to the
+        // note's shard.
+        let tenant: Uuid = session
+            .query_one("select tenant_id from notes where id = $1", &[&note])
+            .await
+            .expect("the note's tenant")
+            .get(0);
         session
             .batch_execute(&format!(
-                "begin; select 1 from notes where id = '{note}' for update"
+                "begin; select 1 from notes where tenant_id = '{tenant}' and id = '{note}' for update"
             ))
             .await
             .expect("lock the note");
@@ -822,8 +729,11 @@ impl TestApp {
             let waiting: i64 = self
                 .admin
                 .query_one(
-                    "select count(*) from pg_stat_activity
-                     where datname = current_database() and usename = 'tenantry_app' and wait_event_type = 'Lock'",
+                    &format!(
+                        "select count(*) from {}
+                         where datname = current_database() and usename = 'tenantry_app' and wait_event_type = 'Lock'",
+                        backend::ACTIVITY
+                    ),
                     &[],
                 )
                 .await

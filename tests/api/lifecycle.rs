@@ -186,6 +186,41 @@ async fn the_audit_catches_each_planted_weakness() {
 }
 
 #[tokio::test]
+async fn the_audit_leaves_an_extensions_own_objects_alone_but_not_a_lookalike_of_ours() {
+    // pg_stat_statements puts views readable by PUBLIC, running with their
+    // owner's rights, into the public schema: what Citus does with
+    // citus_tables. They belong to the extension (pg_depend), not to us.
+    let cluster = cluster().await;
+    let dbname = cluster.migrated_database().await;
+    let admin = connect(&cluster.superuser_on(&dbname)).await;
+    admin
+        .batch_execute("create extension pg_stat_statements schema public")
+        .await
+        .unwrap();
+    let built = Application::build(&test_settings(cluster, &dbname)).await;
+    assert!(built.is_ok(), "{:?}", built.err());
+    drop(built);
+    // A view of ours with an extension's kind of name is still ours.
+    admin
+        .batch_execute(
+            "create view pg_stat_statements_tenants as select * from tenants;
+             grant select on pg_stat_statements_tenants to tenantry_app",
+        )
+        .await
+        .unwrap();
+    let error = Application::build(&test_settings(cluster, &dbname))
+        .await
+        .err()
+        .expect("a lookalike view of ours must fail the audit");
+    assert!(
+        format!("{error:#}").contains(
+            "view pg_stat_statements_tenants is readable by this role and runs with its owner's rights"
+        ),
+        "{error:#}"
+    );
+}
+
+#[tokio::test]
 async fn the_audit_catches_role_attributes_and_memberships_that_lead_around_rls() {
     let cluster = cluster().await;
     let dbname = cluster.migrated_database().await;
@@ -281,7 +316,10 @@ async fn migrate_prepares_an_empty_database_that_serve_then_accepts() {
     ];
     let (success, stdout, stderr) = finish(tenantry(&["migrate"], &migrate_env));
     assert!(success, "{stdout}{stderr}");
-    assert!(stdout.contains(r#""applied":"[1, 2, 3, 4]""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""applied":"[1, 2, 3, 4, 5]""#),
+        "{stdout}"
+    );
     let (success, stdout, _) = finish(tenantry(&["migrate"], &migrate_env));
     assert!(success);
     assert!(

@@ -7,6 +7,7 @@
 
 mod admin_api;
 mod analytics;
+mod backend;
 mod catalog;
 mod citus;
 mod dashboard;

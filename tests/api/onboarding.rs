@@ -9,7 +9,7 @@ fn request(slug: &str) -> Value {
     json!({
         "slug": slug,
         "name": "Initech",
-        "plan": "pro",
+        "plan": "free",
         "owner": {"username": "peter", "email": "peter@initech.test", "password": "peter-password"}
     })
 }
@@ -34,7 +34,7 @@ async fn onboarding_creates_the_tenant_and_its_owner_who_can_sign_in() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["tenant"]["slug"], "initech");
-    assert_eq!(body["tenant"]["plan"], "pro");
+    assert_eq!(body["tenant"]["plan"], "free");
     assert_eq!(body["tenant"]["status"], "active");
     assert_eq!(body["host"], "initech.example.test");
     assert_eq!(body["owner"]["role"], "owner");
@@ -213,6 +213,65 @@ async fn admin_only_signup_requires_the_admin_token() {
     assert_eq!(tenant_count(&app).await, 0);
     let allowed = attempt(Some(&format!("Bearer {TOKEN}"))).await;
     assert_eq!(allowed.status(), StatusCode::CREATED);
+    // The runtime role records no operator: the service vouches for the token.
+    let actors: Vec<String> = app
+        .admin
+        .query("select distinct actor_kind from audit_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(actors, ["system"]);
+}
+
+#[tokio::test]
+async fn sign_up_cannot_choose_a_paid_plan_in_either_mode() {
+    const TOKEN: &str = "an-admin-token-that-is-long-enough-0123";
+    let open = spawn_app().await;
+    let admin_only = spawn_app_with(|settings| {
+        settings.signup = tenantry::config::SignupMode::AdminOnly {
+            admin_token: TOKEN.into(),
+        };
+    })
+    .await;
+    for app in [&open, &admin_only] {
+        for plan in ["pro", "enterprise"] {
+            let mut body = request("initech");
+            body["plan"] = json!(plan);
+            let response = app
+                .post(BASE_DOMAIN, "/api/tenants")
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                expect_error(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+                "validation_failed",
+                "{plan}"
+            );
+        }
+        assert_eq!(tenant_count(app).await, 0);
+        // Without a plan (or with the default) it starts on free.
+        let mut body = request("initech");
+        body.as_object_mut().unwrap().remove("plan");
+        let created = app
+            .post(BASE_DOMAIN, "/api/tenants")
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let plan: String = app
+            .admin
+            .query_one("select plan from tenants", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(plan, "free");
+    }
 }
 
 #[tokio::test]
@@ -263,5 +322,74 @@ async fn a_reserved_slug_is_answered_like_a_taken_one() {
             "{slug}"
         );
     }
+    assert_eq!(tenant_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_reserved_slugs_and_operator_actors_from_the_runtime_role() {
+    let app = spawn_app().await;
+    let sql_list: Vec<String> = app
+        .admin
+        .query_one("select reserved_slugs()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        sql_list,
+        tenantry::domain::Slug::RESERVED,
+        "src/domain.rs and V5's reserved_slugs() must list the same slugs"
+    );
+
+    // As the runtime role, straight to the functions (a stolen credential,
+    // or a bug that skipped the service's own check).
+    let mut runtime = app.connect_as_runtime_role().await;
+    let attempts = [
+        ("select create_tenant($1, 'www', 'W', 'free')", "tenants_slug_reserved"),
+        (
+            "select * from signup_tenant($1, 'www', 'W', gen_random_uuid(), 'owner', 'o@w.test', 'x', 'anonymous', null,
+                                         array[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])",
+            "tenants_slug_reserved",
+        ),
+        (
+            "select * from signup_tenant($1, 'fine', 'W', gen_random_uuid(), 'owner', 'o@w.test', 'x', 'admin', null,
+                                         array[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])",
+            "",
+        ),
+    ];
+    for (sql, constraint) in attempts {
+        let id = uuid::Uuid::now_v7();
+        let tx = runtime.transaction().await.unwrap();
+        tx.execute(
+            "select * from bind_tenant($1, 5000, null, null, null)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+        let error = tx.execute(sql, &[&id]).await.unwrap_err();
+        let db = error.as_db_error().expect("a database error");
+        if constraint.is_empty() {
+            assert_eq!(
+                db.code(),
+                &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                "{sql}"
+            );
+        } else {
+            assert_eq!(db.constraint(), Some(constraint), "{sql}");
+        }
+        tx.rollback().await.unwrap();
+    }
+    // onboard_tenant (plans, domains, operator actor) is the admin role's only.
+    let error = runtime
+        .execute(
+            "select onboard_tenant(gen_random_uuid(), 'fine', 'W', 'enterprise', null, null, gen_random_uuid(),
+                                   'owner', 'o@w.test', 'x', null, null, 'admin', null, array[]::uuid[])",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
     assert_eq!(tenant_count(&app).await, 0);
 }

@@ -292,12 +292,9 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
         "truncate audit_events",
     ] {
         let tx = runtime.transaction().await.unwrap();
-        tx.execute(
-            "select set_config('app.tenant_id', $1, true)",
-            &[&acme.id.to_string()],
-        )
-        .await
-        .unwrap();
+        tx.execute(crate::helpers::BIND_TENANT, &[&acme.id])
+            .await
+            .unwrap();
         let error = tx.batch_execute(sql).await.expect_err(sql);
         assert_eq!(
             error.code(),
