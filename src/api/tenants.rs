@@ -68,11 +68,21 @@ pub struct OnboardingRequest {
     )]
     pub name: String,
     /// Sign-up always starts on `free` (the only value accepted here); an
-    /// operator moves a tenant to another plan.
-    #[schema(value_type = Option<crate::domain::Plan>)]
+    /// operator moves a tenant to another plan. Any other plan is a 422.
+    #[schema(value_type = Option<SignupPlan>)]
     pub plan: Option<String>,
     /// The tenant's first user, with the `owner` role.
     pub owner: NewUserRequest,
+}
+
+/// The plans sign-up accepts: the default one only. The request keeps the
+/// field a string so that another plan gets a 422 that says why, while the
+/// OpenAPI document tells clients (and the fuzzer) the one valid value.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(dead_code, reason = "an OpenAPI schema only; requests parse `Plan`")]
+enum SignupPlan {
+    Free,
 }
 
 /// A tenant just onboarded.

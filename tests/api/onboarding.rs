@@ -272,6 +272,19 @@ async fn sign_up_cannot_choose_a_paid_plan_in_either_mode() {
             .get(0);
         assert_eq!(plan, "free");
     }
+    // The document says so too: a client (or a fuzzer) reading it offers
+    // only the default plan, never one that is answered with 422.
+    let document = crate::openapi::fetch_document(&open).await;
+    let plan = &document["components"]["schemas"]["OnboardingRequest"]["properties"]["plan"];
+    let plans: Vec<&Value> = plan["oneOf"]
+        .as_array()
+        .expect("an optional plan")
+        .iter()
+        .filter_map(|choice| choice["$ref"].as_str())
+        .filter_map(|reference| reference.strip_prefix("#/components/schemas/"))
+        .map(|name| &document["components"]["schemas"][name]["enum"])
+        .collect();
+    assert_eq!(plans, [&json!(["free"])], "{plan}");
 }
 
 #[tokio::test]
