@@ -60,13 +60,36 @@ $$;
 
 -- The migrating role hands functions to tenantry_registry and tenantry_usage
 -- (ALTER FUNCTION .. OWNER TO), which requires membership.
+--
+-- On a Citus coordinator the ALTER FUNCTION runs on every worker too, so the
+-- membership must hold there as well. Citus forwards a GRANT of roles only
+-- when it already knows both roles in this database (pg_dist_object is per
+-- database): roles created before this database had the extension (a
+-- second database on the cluster, or an operator who made the roles first)
+-- would be members on the coordinator alone, and V1 would stop with "must
+-- be member of role tenantry_registry" on a worker. So on Citus the grant is
+-- sent to every worker as well; GRANT of a membership that exists is a no-op.
 do $$
 declare
     role_name text;
+    failed text;
 begin
     foreach role_name in array array['tenantry_registry', 'tenantry_usage'] loop
         if not pg_catalog.pg_has_role(current_user, role_name, 'MEMBER') then
             execute pg_catalog.format('grant %I to %I', role_name, current_user);
+        end if;
+        continue when not exists (select from pg_catalog.pg_extension where extname = 'citus');
+        execute $run$
+            select pg_catalog.string_agg(w.nodename || ':' || w.nodeport || ': ' || w.result, '; ')
+            from pg_catalog.run_command_on_workers($1) w
+            where not w.success
+        $run$
+        into failed
+        -- On the worker only: with metadata synced, a worker forwards DDL too.
+        using pg_catalog.format('set citus.enable_ddl_propagation = off; grant %I to %I',
+                                role_name, current_user);
+        if failed is not null then
+            raise exception 'could not make % a member of % on every worker: %', current_user, role_name, failed;
         end if;
     end loop;
 end
