@@ -229,7 +229,7 @@ impl Admin {
             .await
             .on_constraint("tenants_slug_key", || ApiError::Conflict("this slug is already taken; import with --as <new-slug>"))
             .on_constraint("tenants_pkey", || {
-                ApiError::Conflict("this tenant exists; purge it first, or import beside it with --as <new-slug>")
+                ApiError::Conflict("this tenant exists; suspend it and import with --replace, or beside it with --as <new-slug>")
             })
             .on_constraint("tenant_domains_pkey", || {
                 ApiError::Conflict("a custom domain in the file belongs to another tenant now; remove it there first")
@@ -292,7 +292,7 @@ impl Admin {
             None => Ok(()),
             Some(row) if row.try_get::<_, Uuid>(0)? == *target.as_uuid() => {
                 Err(ApiError::Conflict(
-                    "this tenant exists; purge it first, or import beside it with --as <new-slug>",
+                    "this tenant exists; suspend it and import with --replace, or beside it with --as <new-slug>",
                 ))
             }
             Some(_) => Err(ApiError::Conflict(

@@ -331,11 +331,13 @@ async fn one_tenant_is_restored_from_a_full_database_backup_without_touching_the
     )
     .await
     .json();
-    // 3. In production: suspend, purge what is left, import, resume.
+    // 3. In production: suspend, keep a copy of today's state, replace the
+    //    tenant's rows with the restored copy (one transaction), resume.
+    let today = dir.join("acme-before-restore.ndjson.gz");
     for step in [
         vec!["tenants", "suspend", "acme"],
-        vec!["tenants", "purge", "acme", "--yes"],
-        vec!["tenants", "import", file.to_str().unwrap()],
+        vec!["tenants", "export", "acme", "-o", today.to_str().unwrap()],
+        vec!["tenants", "import", file.to_str().unwrap(), "--replace"],
         vec!["tenants", "resume", "acme"],
     ] {
         tenantry(&app, &step).await.json();

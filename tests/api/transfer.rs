@@ -367,3 +367,84 @@ async fn a_database_failure_half_way_through_an_import_rolls_all_of_it_back() {
         assert_eq!(counted, app.count(resource, acme.id).await, "{resource}");
     }
 }
+
+/// Imports `file` over its own (suspended) tenant, as `tenants import --replace` does.
+async fn replace(ops: &Admin, file: &[u8]) -> Result<transfer::ImportSummary, ApiError> {
+    ops.import_tenant(
+        &mut &file[..],
+        ImportTarget::Replace,
+        &ProgressBar::hidden(),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn replacing_a_tenant_keeps_all_it_had_until_the_import_has_succeeded() {
+    let app = spawn_app().await;
+    let acme = populated(&app, "acme").await;
+    let globex = populated(&app, "globex").await;
+    let neighbour = app.full_fingerprint(globex.id).await;
+    let ops = app.ops();
+    // The backup, then a day of work that the restore gives up.
+    let backup = export(&ops, "acme").await;
+    app.create_note(&acme, "written after the backup").await;
+    app.register(&acme.host, "late-user").await;
+
+    // Only a suspended tenant is replaced.
+    let active = replace(&ops, &backup).await;
+    assert!(matches!(active, Err(ApiError::Conflict(_))), "{active:?}");
+    set_status(&ops, "acme", TenantStatus::Suspended).await;
+    let today = app.full_fingerprint(acme.id).await;
+
+    // A failure half-way (the users are replaced by then, the notes insert
+    // fails): the tenant keeps every row it had, and its status.
+    app.plant(&[
+        "create function refuse() returns trigger language plpgsql as $$
+         begin raise exception 'injected failure'; end $$",
+        "create trigger injected before insert on notes for each row execute function refuse()",
+    ])
+    .await;
+    let failed = replace(&ops, &backup).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        app.full_fingerprint(acme.id).await,
+        today,
+        "nothing of acme changed"
+    );
+    app.admin
+        .batch_execute("drop trigger injected on notes")
+        .await
+        .unwrap();
+
+    let summary = replace(&ops, &backup).await.expect("replace");
+    let replaced = summary.replaced.expect("what was replaced");
+    assert_eq!((replaced["notes"], replaced["users"]), (4, 3));
+    assert_eq!((summary.rows["notes"], summary.rows["users"]), (3, 2));
+    assert_eq!(app.count("notes", acme.id).await, 3);
+    assert_eq!(app.count("users", acme.id).await, 2);
+    assert_eq!(
+        app.full_fingerprint(globex.id).await,
+        neighbour,
+        "globex is untouched"
+    );
+    // The backup's state, usage counters included, and its logins work.
+    for resource in ["users", "notes"] {
+        let counted: i64 = app
+            .admin
+            .query_one(
+                "select used from usage_counters where tenant_id = $1 and resource = $2",
+                &[&acme.id, &resource],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(counted, app.count(resource, acme.id).await, "{resource}");
+    }
+    set_status(&ops, "acme", TenantStatus::Active).await;
+    let member = app
+        .login(&acme.host, "acme-member", "member-password")
+        .await;
+    let page = app.get_json(&acme.host, "/api/notes", &member).await;
+    assert_eq!(note_contents(&page), ["second", "first"]);
+}
