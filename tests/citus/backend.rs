@@ -53,9 +53,11 @@ struct Node {
     port: u16,
 }
 
-/// The cluster's nodes: the coordinator first, then the workers.
+/// The cluster's nodes: the coordinator first, then the workers; and a
+/// spare worker (`CITUS_SPARE_WORKER`) the rebalancing test adds.
 pub struct Backend {
     nodes: Vec<Node>,
+    spare: Option<Node>,
 }
 
 impl Backend {
@@ -96,7 +98,16 @@ impl Backend {
             nodes.len() > 1,
             "no worker is registered in CITUS_URL's database (citus_add_node)"
         );
-        let backend = Self { nodes };
+        let spare = std::env::var("CITUS_SPARE_WORKER").ok().map(|address| {
+            let (host, port) = address
+                .rsplit_once(':')
+                .expect("CITUS_SPARE_WORKER is host:port");
+            Node {
+                host: host.to_owned(),
+                port: port.parse().expect("CITUS_SPARE_WORKER's port"),
+            }
+        });
+        let backend = Self { nodes, spare };
         backend.sweep(superuser).await;
         backend
     }
@@ -231,9 +242,44 @@ impl Backend {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Adds the spare worker to database `name` (which gets its database
+    /// and extension there) and returns it as `host:port`. Needs
+    /// `CITUS_SPARE_WORKER`: a running Citus node of the same cluster setup
+    /// that is not yet a worker of `CITUS_URL`'s database.
+    pub async fn add_spare_worker(&self, superuser: &Config, name: &str) -> String {
+        let spare = self.spare.as_ref().unwrap_or_else(|| {
+            panic!(
+                "CITUS_SPARE_WORKER is not set: the rebalancing test adds a node, host:port of a \
+                 Citus server the coordinator can reach (docs/CITUS.md, \"Testing on a cluster\")"
+            )
+        });
+        let _in_process = SETTING_UP.lock().await;
+        // Owned by the superuser: the service's roles reach the node when
+        // it is added (Citus copies them), not before.
+        connect(&node_config(superuser, spare, "postgres"))
+            .await
+            .batch_execute(&format!("create database \"{name}\""))
+            .await
+            .expect("create the database on the spare node");
+        connect(&node_config(superuser, spare, name))
+            .await
+            .batch_execute("create extension citus")
+            .await
+            .expect("the citus extension on the spare node");
+        connect(&node_config(superuser, &self.nodes[0], name))
+            .await
+            .execute(
+                "select citus_add_node($1, $2)",
+                &[&spare.host, &i32::from(spare.port)],
+            )
+            .await
+            .expect("add the spare node");
+        format!("{}:{}", spare.host, spare.port)
+    }
+
     /// Drops database `name` on every node.
     pub fn release_database(&self, superuser: &Config, name: &str) {
-        for node in &self.nodes {
+        for node in self.nodes.iter().chain(&self.spare) {
             let _ = self
                 .psql(superuser, node, "postgres")
                 .arg("-c")
@@ -264,7 +310,7 @@ impl Backend {
     /// Drops this target's test databases older than an hour, on every node.
     async fn sweep(&self, superuser: &Config) {
         let now = unix_seconds();
-        for node in &self.nodes {
+        for node in self.nodes.iter().chain(&self.spare) {
             let admin = connect(&node_config(superuser, node, "postgres")).await;
             let rows = admin
                 .query(

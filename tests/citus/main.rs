@@ -45,6 +45,7 @@ mod onboarding;
 #[path = "../api/openapi.rs"]
 mod openapi;
 mod routing;
+mod shards;
 #[path = "../api/tenancy.rs"]
 mod tenancy;
 #[path = "../api/tokens.rs"]
