@@ -64,11 +64,14 @@ $$;
 -- On a Citus coordinator the ALTER FUNCTION runs on every worker too, so the
 -- membership must hold there as well. Citus forwards a GRANT of roles only
 -- when it already knows both roles in this database (pg_dist_object is per
--- database): roles created before this database had the extension (a
--- second database on the cluster, or an operator who made the roles first)
--- would be members on the coordinator alone, and V1 would stop with "must
--- be member of role tenantry_registry" on a worker. So on Citus the grant is
--- sent to every worker as well; GRANT of a membership that exists is a no-op.
+-- database): roles created before this database had the extension (by the
+-- operator, or for another database of the cluster) would be members on
+-- the coordinator alone, and V1 would stop with "must be member of role
+-- tenantry_registry" on a worker. So on Citus the grant is also sent to
+-- every worker (as one statement: run_command_on_workers reports only a
+-- command's first result). `tenantry migrate` runs this file statement by
+-- statement, so the roles above are committed, and visible to the workers'
+-- own connections, by the time this runs.
 do $$
 declare
     role_name text;
@@ -85,9 +88,12 @@ begin
             where not w.success
         $run$
         into failed
-        -- On the worker only: with metadata synced, a worker forwards DDL too.
-        using pg_catalog.format('set citus.enable_ddl_propagation = off; grant %I to %I',
-                                role_name, current_user);
+        -- Propagation off on the worker: with metadata synced, a worker
+        -- forwards DDL to the other nodes too.
+        using pg_catalog.format(
+            'do %L', pg_catalog.format(
+                'begin set local citus.enable_ddl_propagation = off; grant %I to %I; end',
+                role_name, current_user));
         if failed is not null then
             raise exception 'could not make % a member of % on every worker: %', current_user, role_name, failed;
         end if;

@@ -254,9 +254,12 @@ async fn rehearse(transaction: &Transaction<'_>) -> anyhow::Result<DryRun> {
 /// Ensures the roles and the `schema_migrations` table, refuses a history
 /// that differs from the embedded migrations, and returns the schema version.
 async fn prepare(client: &impl GenericClient) -> anyhow::Result<i32> {
-    client
-        .batch_execute(ROLES_SQL)
+    // Statement by statement: outside a dry run each one commits before the
+    // next, which on Citus lets the workers see the roles before the
+    // membership grant is sent to them (see the file).
+    execute_script(client, ROLES_SQL)
         .await
+        .map_err(|(_, error)| error)
         .context("could not ensure the database roles (sql/roles.sql)")?;
     client
         .batch_execute(
