@@ -3,12 +3,33 @@
 -- Revoke everything, then grant exactly what is listed: a table added by a later
 -- migration is invisible to every role until it is granted here.
 
-revoke all on all tables in schema public
-    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
-revoke all on all sequences in schema public
-    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
-revoke all on all functions in schema public
-    from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+-- Every table, view, sequence and function of the schema, except those of
+-- an extension (pg_depend 'e'): those are the extension's to grant (Citus
+-- keeps views such as citus_tables in public), and revoking on them only
+-- warns that nothing could be revoked.
+do $$
+declare
+    object record;
+begin
+    for object in
+        select case when c.relkind = 'S' then 'sequence' else 'table' end as kind, c.oid::regclass::text as name
+        from pg_catalog.pg_class c
+        where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+          and not exists (select from pg_catalog.pg_depend d
+                          where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+        union all
+        select case when p.prokind = 'p' then 'procedure' else 'function' end, p.oid::regprocedure::text
+        from pg_catalog.pg_proc p
+        where p.pronamespace = 'public'::regnamespace and p.prokind in ('f', 'p', 'w')
+          and not exists (select from pg_catalog.pg_depend d
+                          where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+    loop
+        execute pg_catalog.format(
+            'revoke all on %s %s from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage',
+            object.kind, object.name);
+    end loop;
+end
+$$;
 revoke create on schema public
     from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
 grant usage on schema public
