@@ -50,11 +50,34 @@
 //! `BENCH_CLIENTS` (default 8), `BENCH_WARMUP_SECONDS` (default 2),
 //! `BENCH_STARTS` (start-ups timed on the first dataset, default 5),
 //! `BENCH_CEILING`, `BENCH_KEEP=1` (keep the databases), `PGBENCH` (the
-//! pgbench binary). Server settings (`DATABASE_POOL_SIZE`,
-//! `TENANT_CACHE_TTL_MS`, `PASSWORD_HASH_CONCURRENCY`, `TENANT_LIMITS`) are
-//! taken from the environment when set there. PostgreSQL is
-//! `TEST_DATABASE_URL` (a superuser URL), else 127.0.0.1:5432 as `postgres`.
+//! pgbench binary), `BENCH_CITUS_URL` (below). Server settings
+//! (`DATABASE_POOL_SIZE`, `TENANT_CACHE_TTL_MS`, `PASSWORD_HASH_CONCURRENCY`,
+//! `TENANT_LIMITS`) are taken from the environment when set there.
+//! PostgreSQL is `TEST_DATABASE_URL` (a superuser URL), else 127.0.0.1:5432
+//! as `postgres`.
+//!
+//! **Citus.** With `BENCH_CITUS_URL` (a superuser URL of a Citus
+//! coordinator's database in which the workers are registered, e.g.
+//! `postgres://postgres@127.0.0.1:9700/postgres`), each dataset is also built
+//! on that cluster after its PostgreSQL run: a database of the same name on
+//! every node, set up as the cluster tests do (`tenantry migrate` as the
+//! owner, then `sql/citus/01_functions.sql`, `02_distribute.sql`,
+//! `03_roles.sql`), loaded with the same SQL, and the service (connected to
+//! the coordinator as `tenantry_app`, `DATABASE_CITUS=on`) measured with the
+//! same W1-W5 phases (start-ups timed on the first dataset; no pgbench, plan
+//! check or W6 there). The report gains a "Citus beside PostgreSQL" section:
+//! start-up, loading time, req/s, p50 and p99 on each engine and citus ÷
+//! postgres (`benches/throughput/citus.rs`, `citus_report.rs`). The database
+//! is dropped on every node after its dataset; with `BENCH_KEEP=1` it stays,
+//! holding a Citus maintenance worker on every node (a server has
+//! `max_worker_processes` of them), so keep few. The role passwords it sets
+//! are the test suite's (`tenantry-test-password`), so the two can share a
+//! cluster. Without `BENCH_CITUS_URL` nothing of this runs.
 
+#[path = "throughput/citus.rs"]
+mod citus;
+#[path = "throughput/citus_report.rs"]
+mod citus_report;
 mod common;
 #[path = "throughput/data.rs"]
 mod data;
@@ -104,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let superuser = superuser_config()?;
     let admin = common::connect(&superuser).await?;
     let postgres = PostgresInfo::read(&admin).await?;
+    let cluster = citus::Cluster::from_env().await?;
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("bench");
@@ -121,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         options,
     };
     let mut results = report::Results::default();
+    let mut on_citus = report::Results::default();
     let specs = bench.options.specs();
     for (index, spec) in specs.iter().enumerate() {
         let outcome = bench.dataset(index, spec, &mut results).await;
@@ -128,6 +153,15 @@ async fn main() -> anyhow::Result<()> {
             data::drop_database(&bench.admin, &spec.database()).await?;
         }
         outcome.with_context(|| format!("dataset {spec}"))?;
+        if let Some(cluster) = &cluster {
+            let outcome = bench
+                .citus_dataset(cluster, index, spec, &mut on_citus)
+                .await;
+            if !bench.options.keep {
+                cluster.drop_database(&spec.database()).await?;
+            }
+            outcome.with_context(|| format!("dataset {spec} on Citus"))?;
+        }
     }
     let svg = bench.out_dir.join("throughput.svg");
     let context = report::Context {
@@ -138,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         specs: &specs,
         svg: &svg,
         scripts: &bench.out_dir.join("pgbench"),
+        citus: cluster.as_ref().map(|cluster| (cluster, &on_citus)),
     };
     let rendered = report::render(&context, &results);
     println!("{rendered}");
@@ -377,14 +412,7 @@ impl Bench {
         );
         let loaded = data::create(&self.superuser, &self.admin, spec, &self.password_hash).await?;
         eprintln!("[{spec}] loaded in {:.1} s", loaded.as_secs_f64());
-        let counts = spec.counts();
-        results.datasets.push(report::Dataset {
-            spec: *spec,
-            loaded,
-            notes: counts.iter().sum(),
-            largest: counts.first().copied().unwrap_or(0),
-            log_problems: Vec::new(),
-        });
+        results.datasets.push(report::Dataset::of(spec, loaded));
         let picker = std::sync::Arc::new(Picker::new(spec));
         let tokens = std::sync::Arc::new(load::mint_tokens(spec.tenants)?);
         if results.translated.is_empty() {
@@ -395,41 +423,15 @@ impl Bench {
         let url = self.database_url(self.upstream.1, &database);
         let log = self.out_dir.join(format!("server-{}.log", spec.database()));
         let starts = if index == 0 { self.options.starts } else { 1 };
-        let mut server = None;
-        for _ in 0..starts {
-            if let Some(mut previous) = server.take() {
-                Server::stop(&mut previous)?;
-            }
-            let started = Server::start(
-                Path::new(env!("CARGO_BIN_EXE_tenantry")),
-                &url,
-                &self.settings,
-                &log,
-            )
+        let mut server = self
+            .serve(&url, &self.settings, &log, starts, spec, results)
             .await?;
-            eprintln!(
-                "[{spec}] server ready in {:.0} ms",
-                started.startup.as_secs_f64() * 1000.0
-            );
-            results.startups.push(started.startup);
-            server = Some(started);
-        }
-        let mut server = server.context("no server was started")?;
         let target = Target {
             base: format!("http://127.0.0.1:{}", server.port),
             picker,
             tokens,
         };
-        if !self.options.warmup.is_zero() {
-            load::run(
-                &target,
-                Workload::W5,
-                self.options.clients,
-                self.options.warmup,
-                7,
-            )
-            .await?;
-        }
+        self.warm_up(&target).await?;
         let ceiling = self.options.ceiling_at(spec) && !results.translated.is_empty();
         let scripts = if ceiling {
             self.write_scripts(spec, &results.translated)?
@@ -482,6 +484,54 @@ impl Bench {
         server.stop()?;
         if let Some(dataset) = results.datasets.last_mut() {
             dataset.log_problems = server.log_problems();
+        }
+        Ok(())
+    }
+
+    /// Starts the server `starts` times (each start-up is recorded, the
+    /// previous server stopped) and returns the last one.
+    async fn serve(
+        &self,
+        url: &str,
+        settings: &[Setting],
+        log: &Path,
+        starts: usize,
+        spec: &Spec,
+        results: &mut report::Results,
+    ) -> anyhow::Result<Server> {
+        let mut server = None;
+        for _ in 0..starts {
+            if let Some(mut previous) = server.take() {
+                Server::stop(&mut previous)?;
+            }
+            let started = Server::start(
+                Path::new(env!("CARGO_BIN_EXE_tenantry")),
+                url,
+                settings,
+                log,
+            )
+            .await?;
+            eprintln!(
+                "[{spec}] server ready in {:.0} ms",
+                started.startup.as_secs_f64() * 1000.0
+            );
+            results.startups.push(started.startup);
+            server = Some(started);
+        }
+        server.context("no server was started")
+    }
+
+    /// `BENCH_WARMUP_SECONDS` of W5, unmeasured.
+    async fn warm_up(&self, target: &Target) -> anyhow::Result<()> {
+        if !self.options.warmup.is_zero() {
+            load::run(
+                target,
+                Workload::W5,
+                self.options.clients,
+                self.options.warmup,
+                7,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -179,10 +179,17 @@ pub async fn create(
         .await
         .context("could not migrate the bench database")?;
     client.batch_execute("reset role").await?;
+    fill(&client, spec, password_hash).await
+}
+
+/// Loads the rows of `spec` into a migrated database (as the superuser) and
+/// checks them; returns how long loading took. The same SQL on plain
+/// PostgreSQL and on a Citus coordinator whose tables are distributed.
+pub async fn fill(client: &Client, spec: &Spec, password_hash: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    load(&client, spec, password_hash).await?;
+    load(client, spec, password_hash).await?;
     let loaded = started.elapsed();
-    check_counts(&client, spec).await?;
+    check_counts(client, spec).await?;
     Ok(loaded)
 }
 
@@ -193,7 +200,9 @@ async fn load(client: &Client, spec: &Spec, password_hash: &str) -> anyhow::Resu
     let s = spec.distribution.exponent();
     let harmonic = spec.harmonic();
     // Triggers off for the load (the quota counters are written below from
-    // the rows themselves, and the foreign keys hold by construction).
+    // the rows themselves, and the foreign keys hold by construction). On
+    // Citus this reaches the coordinator only: the shards' triggers count
+    // the rows as they arrive, and the counters below overwrite theirs.
     client
         .batch_execute("set session_replication_role = replica")
         .await?;
@@ -238,7 +247,8 @@ async fn load(client: &Client, spec: &Spec, password_hash: &str) -> anyhow::Resu
             "insert into usage_counters (tenant_id, resource, used)
              select tenant_id, 'users', count(*) from users group by tenant_id
              union all
-             select tenant_id, 'notes', count(*) from notes group by tenant_id;
+             select tenant_id, 'notes', count(*) from notes group by tenant_id
+             on conflict (tenant_id, resource) do update set used = excluded.used;
              set session_replication_role = origin",
         )
         .await

@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
 use super::{
     Options, PostgresInfo,
+    citus::Cluster,
+    citus_report,
     common::{Machine, Setting, commit, fmt_ms, median, percentile},
     data::{Distribution, Spec, USERS_PER_TENANT},
     load::{Phase, Workload},
@@ -29,6 +31,20 @@ pub struct Dataset {
     pub notes: i64,
     pub largest: i64,
     pub log_problems: Vec<String>,
+}
+
+impl Dataset {
+    /// `spec`, loaded in `loaded`, with the counts it was checked against.
+    pub fn of(spec: &Spec, loaded: Duration) -> Self {
+        let counts = spec.counts();
+        Self {
+            spec: *spec,
+            loaded,
+            notes: counts.iter().sum(),
+            largest: counts.first().copied().unwrap_or(0),
+            log_problems: Vec::new(),
+        }
+    }
 }
 
 /// One measured phase against the service.
@@ -137,7 +153,7 @@ impl Results {
             .collect()
     }
 
-    fn service(&self, dataset: usize, workload: Workload) -> Option<ServiceSummary> {
+    pub fn service(&self, dataset: usize, workload: Workload) -> Option<ServiceSummary> {
         ServiceSummary::of(&self.service_runs(dataset, workload))
     }
 
@@ -151,18 +167,18 @@ impl Results {
 }
 
 /// Medians over a workload's repetitions against the service.
-struct ServiceSummary {
-    throughput: Option<f64>,
+pub struct ServiceSummary {
+    pub throughput: Option<f64>,
     per_rep: Vec<f64>,
-    p50: Option<f64>,
+    pub p50: Option<f64>,
     p90: Option<f64>,
-    p99: Option<f64>,
-    requests: usize,
-    errors: usize,
-    error_examples: String,
+    pub p99: Option<f64>,
+    pub requests: usize,
+    pub errors: usize,
+    pub error_examples: String,
     /// CPU µs per request: server, PostgreSQL, load generator; machine busy share.
     server_us: f64,
-    postgres_us: Option<f64>,
+    pub postgres_us: Option<f64>,
     client_us: f64,
     busy: f64,
 }
@@ -260,17 +276,19 @@ pub struct Context<'a> {
     pub specs: &'a [Spec],
     pub svg: &'a Path,
     pub scripts: &'a Path,
+    /// With `BENCH_CITUS_URL`: the cluster and what was measured on it.
+    pub citus: Option<(&'a Cluster, &'a Results)>,
 }
 
-fn rate(value: Option<f64>) -> String {
+pub fn rate(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"))
 }
 
-fn ratio(value: Option<f64>) -> String {
+pub fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
 }
 
-fn us(value: Option<f64>) -> String {
+pub fn us(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"))
 }
 
@@ -300,7 +318,7 @@ fn per_rep_ratios(numerators: &[f64], denominators: &[f64]) -> String {
         .join(", ")
 }
 
-fn label(spec: &Spec) -> String {
+pub fn label(spec: &Spec) -> String {
     format!(
         "{} {}",
         thousands(u64::from(spec.tenants)),
@@ -308,7 +326,7 @@ fn label(spec: &Spec) -> String {
     )
 }
 
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -327,6 +345,9 @@ pub fn render(context: &Context<'_>, results: &Results) -> String {
     statements(&mut out, results);
     startup(&mut out, results);
     service_table(&mut out, results);
+    if let Some((cluster, citus)) = context.citus {
+        citus_report::section(&mut out, cluster, results, citus);
+    }
     for (index, dataset) in results.datasets.iter().enumerate() {
         if results.has_ceiling(index) {
             ceiling(
@@ -342,7 +363,7 @@ pub fn render(context: &Context<'_>, results: &Results) -> String {
     scaling(&mut out, results);
     skew(&mut out, results);
     readme_table(&mut out, context, results);
-    problems(&mut out, results);
+    problems(&mut out, results, "");
     let _ = writeln!(out, "Load average at the end: {}", Machine::read().load);
     out
 }
@@ -922,8 +943,8 @@ fn readme_table(out: &mut String, context: &Context<'_>, results: &Results) {
 }
 
 /// The server's own warnings, except the one the settings cause on purpose
-/// (every tenant may use the whole pool).
-fn problems(out: &mut String, results: &Results) {
+/// (every tenant may use the whole pool); `on` follows the dataset's name.
+pub fn problems(out: &mut String, results: &Results, on: &str) {
     for dataset in &results.datasets {
         let unexpected: Vec<&String> = dataset
             .log_problems
@@ -935,7 +956,7 @@ fn problems(out: &mut String, results: &Results) {
         };
         let _ = writeln!(
             out,
-            "Server warnings/errors at {}: {} lines, e.g. `{}`\n",
+            "Server warnings/errors at {}{on}: {} lines, e.g. `{}`\n",
             label(&dataset.spec),
             unexpected.len(),
             first.chars().take(300).collect::<String>()
