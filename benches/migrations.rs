@@ -155,7 +155,7 @@ async fn in_database<T>(
 /// bypasses RLS), migrated again as the owner.
 async fn shared_tables(client: &mut Client, tenants: i64) -> anyhow::Result<Measurement> {
     client.batch_execute("set role tenantry_owner").await?;
-    migrate::run(client, &migrate::RolePasswords::default()).await?;
+    migrate::run(client, &tenantry::config::RolePasswords::default()).await?;
     client.batch_execute("reset role").await?;
     let started = Instant::now();
     client

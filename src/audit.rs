@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::{
     api::paging::Page,
-    auth::UserId,
     db::TenantTx,
+    domain::UserId,
     error::{ApiError, Result},
 };
 

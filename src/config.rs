@@ -15,7 +15,55 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use secrecy::SecretString;
 
-use crate::tenant::host::BaseDomain;
+use crate::domain::host::BaseDomain;
+
+/// `DATABASE_CITUS`: whether the database is a Citus coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CitusMode {
+    /// Citus if the `citus` extension is installed in the database.
+    #[default]
+    Auto,
+    /// Citus, required: start-up fails without the extension.
+    On,
+    /// Plain PostgreSQL: nothing is looked up.
+    Off,
+}
+
+impl FromStr for CitusMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err("expected auto, on or off".to_owned()),
+        }
+    }
+}
+
+/// Passwords for the login roles. Each one given makes its role LOGIN with it.
+#[derive(Debug, Default, Clone)]
+pub struct RolePasswords {
+    /// `tenantry_app`, the service's runtime role.
+    pub runtime: Option<SecretString>,
+    /// `tenantry_admin`, for the CLI and the /admin API.
+    pub admin: Option<SecretString>,
+    /// `tenantry_analytics`, for usage statistics.
+    pub analytics: Option<SecretString>,
+}
+
+impl RolePasswords {
+    /// The same password for every login role (local clusters and tests).
+    pub fn all(password: &str) -> Self {
+        let one = || Some(SecretString::from(password.to_owned()));
+        Self {
+            runtime: one(),
+            admin: one(),
+            analytics: one(),
+        }
+    }
+}
 
 /// Everything `tenantry serve` needs.
 #[derive(Debug, Clone)]
@@ -46,7 +94,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Whether the database is a Citus coordinator (`DATABASE_CITUS`): then
     /// start-up checks that it is set up by `sql/citus/`.
-    pub citus: crate::db::citus::CitusMode,
+    pub citus: CitusMode,
 }
 
 /// Per-tenant and per-client limits.
@@ -54,7 +102,7 @@ pub struct Settings {
 pub struct LimitSettings {
     /// Overrides of the plans' defaults and per-tenant limits
     /// (`TENANT_LIMITS`, or the file named by `TENANT_LIMITS_FILE`).
-    pub document: crate::limits::LimitsDocument,
+    pub document: crate::domain::LimitsDocument,
     /// Instances the configured rates are shared among (`RATE_LIMIT_INSTANCES`):
     /// each instance enforces rate / instances and burst / instances.
     pub instances: u32,
@@ -161,7 +209,7 @@ pub struct MigrateSettings {
     /// Connection for the owner role that runs migrations.
     pub url: SecretString,
     /// Login roles to give LOGIN and these passwords.
-    pub passwords: crate::db::migrate::RolePasswords,
+    pub passwords: RolePasswords,
 }
 
 /// A source of configuration values: the process environment, or a map in tests.
@@ -208,7 +256,7 @@ impl Settings {
             shutdown_timeout: millis_or(env, "SHUTDOWN_TIMEOUT_MS", 9_000)?,
             admin_api: AdminApiSettings::from_source(env)?,
             limits: LimitSettings::from_source(env)?,
-            citus: parse_or(env, "DATABASE_CITUS", crate::db::citus::CitusMode::Auto)?,
+            citus: parse_or(env, "DATABASE_CITUS", CitusMode::Auto)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,
@@ -473,16 +521,16 @@ impl LimitSettings {
             (Some(_), Some(_)) => {
                 bail!("set TENANT_LIMITS or TENANT_LIMITS_FILE, not both")
             }
-            (Some(json), None) => crate::limits::LimitsDocument::parse(&json)
+            (Some(json), None) => crate::domain::LimitsDocument::parse(&json)
                 .context("TENANT_LIMITS is not a valid limits document")?,
             (None, Some(path)) => {
                 let json = std::fs::read_to_string(&path)
                     .with_context(|| format!("could not read TENANT_LIMITS_FILE {path}"))?;
-                crate::limits::LimitsDocument::parse(&json).with_context(|| {
+                crate::domain::LimitsDocument::parse(&json).with_context(|| {
                     format!("TENANT_LIMITS_FILE {path} is not a valid limits document")
                 })?
             }
-            (None, None) => crate::limits::LimitsDocument::default(),
+            (None, None) => crate::domain::LimitsDocument::default(),
         };
         let settings = Self {
             document,
@@ -550,7 +598,7 @@ impl MigrateSettings {
                 "MIGRATION_DATABASE_URL",
                 "the owner role's connection string",
             )?,
-            passwords: crate::db::migrate::RolePasswords {
+            passwords: RolePasswords {
                 runtime: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
                 admin: env.get("ADMIN_ROLE_PASSWORD").map(SecretString::from),
                 analytics: env.get("ANALYTICS_ROLE_PASSWORD").map(SecretString::from),
@@ -611,7 +659,7 @@ mod tests {
 
     #[test]
     fn database_citus_is_auto_by_default_and_refuses_unknown_values() {
-        use crate::db::citus::CitusMode;
+        use CitusMode;
         let default = Settings::from_source(&source(&minimal())).expect("valid");
         assert_eq!(default.citus, CitusMode::Auto);
         let mut env = minimal();
@@ -649,7 +697,7 @@ mod tests {
         let inline = Settings::from_source(&source(&env)).expect("valid");
         assert_eq!(
             inline.limits.document,
-            crate::limits::LimitsDocument::parse(json).expect("valid")
+            crate::domain::LimitsDocument::parse(json).expect("valid")
         );
 
         let path =

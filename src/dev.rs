@@ -116,7 +116,11 @@ async fn start_local_database() -> anyhow::Result<LocalCluster> {
     local::ensure_owner_role(&superuser).await?;
     local::ensure_database(&superuser, DATABASE, None).await?;
     let mut owner = connect(cluster.config(local::OWNER_ROLE, DATABASE)).await?;
-    let report = migrate::run(&mut owner, &migrate::RolePasswords::all(RUNTIME_PASSWORD)).await?;
+    let report = migrate::run(
+        &mut owner,
+        &crate::config::RolePasswords::all(RUNTIME_PASSWORD),
+    )
+    .await?;
     tracing::info!(applied = ?report.applied, version = report.version, "local database migrated");
     Ok(cluster)
 }

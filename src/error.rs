@@ -19,7 +19,7 @@ use axum::{
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::limits::RateLimitStatus;
+use crate::domain::RateLimitStatus;
 
 /// `Result` with [`ApiError`] as the default error.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -219,7 +219,7 @@ impl IntoResponse for ApiError {
                 retry_after,
                 status,
             } => {
-                let seconds = crate::limits::whole_seconds(*retry_after).max(1);
+                let seconds = crate::domain::limits::whole_seconds(*retry_after).max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
                 status.write_headers(headers);
             }

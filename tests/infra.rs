@@ -24,8 +24,7 @@ use std::{
 use hcl::{Block, Body, Expression, ObjectKey};
 use tenantry::{
     config::{MigrateSettings, Settings},
-    domain::Plan,
-    limits::{LimitsDocument, TenantLimits},
+    domain::{LimitsDocument, Plan, TenantLimits},
 };
 
 fn infra() -> PathBuf {

@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tenantry::{
     config::{ClientLimitSettings, LimitSettings},
-    limits::{Bucket, Limits, LimitsDocument},
-    tenant::{TenantId, TenantRecord, TenantStatus},
+    domain::{LimitsDocument, TenantId, TenantRecord, TenantStatus},
+    limits::{Bucket, Limits},
 };
 use uuid::Uuid;
 

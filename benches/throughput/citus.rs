@@ -190,9 +190,12 @@ impl Cluster {
         self.register_nodes(name).await?;
         let coordinator = &self.nodes[0];
         let mut owner = connect(&self.config(coordinator, Some(local::OWNER_ROLE), name)).await?;
-        migrate::run(&mut owner, &migrate::RolePasswords::all(data::APP_PASSWORD))
-            .await
-            .context("could not migrate the bench database on the coordinator")?;
+        migrate::run(
+            &mut owner,
+            &tenantry::config::RolePasswords::all(data::APP_PASSWORD),
+        )
+        .await
+        .context("could not migrate the bench database on the coordinator")?;
         self.run_scripts(name).await
     }
 

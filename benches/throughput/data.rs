@@ -171,9 +171,9 @@ pub async fn create(
     config.dbname(&name);
     let mut client = connect(&config).await?;
     client.batch_execute("set role tenantry_owner").await?;
-    let passwords = migrate::RolePasswords {
+    let passwords = tenantry::config::RolePasswords {
         runtime: Some(SecretString::from(APP_PASSWORD.to_owned())),
-        ..migrate::RolePasswords::default()
+        ..tenantry::config::RolePasswords::default()
     };
     migrate::run(&mut client, &passwords)
         .await

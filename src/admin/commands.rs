@@ -30,9 +30,8 @@ use crate::{
     auth::password::PasswordHasher,
     config::CliOpsSettings,
     db::analytics::AnalyticsDb,
-    domain::{Plan, Slug},
+    domain::{Plan, Slug, TenantStatus},
     error::ApiError,
-    tenant::TenantStatus,
 };
 
 /// How the platform audit log names the CLI.

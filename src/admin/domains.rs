@@ -25,9 +25,8 @@ use super::Admin;
 use crate::{
     audit::{self, Action, Actor, Event},
     db::TenantTx,
-    domain::{DomainName, DomainRejection},
+    domain::{DomainName, DomainRejection, host::BaseDomain},
     error::{ApiError, Result, ResultExt},
-    tenant::host::BaseDomain,
 };
 
 /// The label under which the verification record is published.

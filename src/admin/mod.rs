@@ -36,9 +36,8 @@ use crate::{
         admin::AdminDb,
         analytics::{AnalyticsDb, UsageReport},
     },
-    domain::Plan,
+    domain::{Plan, TenantId, TenantStatus, host::BaseDomain},
     error::{ApiError, Result},
-    tenant::{TenantId, TenantStatus, host::BaseDomain},
 };
 
 /// What the admin operations need.
@@ -110,7 +109,7 @@ impl Admin {
             .context("could not connect as the admin role (ADMIN_DATABASE_URL)")?;
         crate::db::audit::check(&admin).await?;
         // On Citus, this role's tenant transactions bind with SET LOCAL too.
-        crate::db::citus::detect(&admin, crate::db::citus::CitusMode::Auto).await?;
+        crate::db::citus::detect(&admin, crate::config::CitusMode::Auto).await?;
         if let Some(analytics) = &self.analytics {
             analytics.audit().await?;
         }

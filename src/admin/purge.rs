@@ -21,8 +21,8 @@ use utoipa::ToSchema;
 use super::{Admin, TENANT_COLUMNS, TenantSummary};
 use crate::{
     db::TenantTx,
+    domain::TenantStatus,
     error::{ApiError, Result},
-    tenant::TenantStatus,
 };
 
 /// Rows per purge transaction unless the caller says otherwise.

@@ -16,15 +16,16 @@ use crate::{
         paging::Page,
     },
     audit::{self, Action, Actor, Event},
-    auth::{Role, UserId, password::PasswordHasher},
+    auth::password::PasswordHasher,
     db::TenantTx,
-    domain::{DomainName, Plan, Slug, TenantName},
+    domain::{
+        DomainName, Plan, Role, Slug, TenantId, TenantName, TenantStatus, UserId, host::BaseDomain,
+    },
     error::{ApiError, Result},
     onboarding::{
         FirstRows, KEY_IN_USE, Onboarder, OperatorExtras, SLUG_RESERVED, SLUG_TAKEN,
         write_first_rows,
     },
-    tenant::{TenantId, TenantStatus, host::BaseDomain},
 };
 
 /// A validated request to create a tenant.

@@ -41,9 +41,8 @@ use super::{Admin, TENANT_COLUMNS, TenantSummary};
 use crate::{
     audit::{self, Action, Actor, Event},
     db::TenantTx,
-    domain::Slug,
+    domain::{Slug, TenantId},
     error::{ApiError, Result, ResultExt},
-    tenant::TenantId,
 };
 
 /// The `format` of the header line.

@@ -16,18 +16,14 @@ use uuid::Uuid;
 use super::{extract::ApiJson, middleware::RequestId};
 use crate::{
     audit::{self, Action, Actor, Event},
-    auth::password::PasswordHasher,
-    auth::{AuthUser, Role, UserId},
+    auth::{AuthUser, password::PasswordHasher},
     db::TenantTx,
-    domain::{Email, Password, Username},
+    domain::{Email, Password, Role, TenantLimits, TenantRecord, UserId, Username},
     error::{ApiError, ErrorResponse, Result, ResultExt},
-    limits::{
-        TenantLimits,
-        client::{ClientThrottle, Login, Register},
-    },
+    limits::client::{ClientThrottle, Login, Register},
     startup::AppState,
     telemetry::metrics::{self, LoginOutcome},
-    tenant::{PublicTenant, Tenant, TenantRecord},
+    tenant::{PublicTenant, Tenant},
 };
 
 /// Sign-up and sign-in bodies are tiny; refusing big ones early bounds the

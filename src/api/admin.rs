@@ -31,10 +31,10 @@ use crate::{
     },
     auth::bearer_token,
     db::analytics::UsageReport,
-    domain::Plan,
+    domain::{Plan, TenantStatus},
     error::{ApiError, ErrorResponse, Result},
     startup::AppState,
-    tenant::{Apex, TenantStatus},
+    tenant::Apex,
 };
 
 /// How the platform audit log names this surface.

@@ -4,19 +4,17 @@
 
 use axum::{
     extract::{FromRequestParts, Request},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use uuid::Uuid;
 
+pub use crate::telemetry::http::REQUEST_ID;
 use crate::{
     error::{ApiError, ErrorCode},
     limits::RateLimitSlot,
 };
-
-/// The header that carries our request id, on every response.
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Gives every request a fresh id, replacing any the client sent (a client
 /// must not choose what our logs correlate on), and returns it on the response.

@@ -21,14 +21,14 @@ use super::{
 };
 use crate::{
     audit::Actor,
-    auth::{Role, UserId, bearer_token},
+    auth::bearer_token,
     config::SignupMode,
-    domain::{Plan, Slug, TenantName},
+    domain::{Plan, Role, Slug, TenantId, TenantName, TenantRecord, TenantStatus, UserId},
     error::{ApiError, ErrorResponse, Result},
     limits::client::{ClientThrottle, Onboarding},
     onboarding::{FirstRows, Onboarder, SLUG_RESERVED, write_first_rows},
     startup::AppState,
-    tenant::{Apex, TenantId, TenantRecord, TenantStatus},
+    tenant::Apex,
 };
 
 const ONBOARDING_BODY_LIMIT: usize = 8 * 1024;

@@ -21,8 +21,8 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Role, UserId};
-use crate::{config::JwtSettings, tenant::TenantId};
+use crate::domain::{Role, UserId};
+use crate::{config::JwtSettings, domain::TenantId};
 
 /// The `typ` header of our access tokens (RFC 9068), so no other kind of JWT
 /// signed with the same key is accepted as one.

@@ -9,15 +9,7 @@
 pub mod jwt;
 pub mod password;
 
-use std::fmt;
-
-use axum::{
-    extract::FromRequestParts,
-    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
-};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
+use crate::domain::{Role, UserId};
 use crate::{
     db::{Caller, Db, TenantTx},
     error::{ApiError, Result},
@@ -25,58 +17,10 @@ use crate::{
     startup::AppState,
     tenant::Tenant,
 };
-
-/// A user's id (unique within a tenant; random, so in practice globally).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(transparent)]
-pub struct UserId(Uuid);
-
-impl UserId {
-    /// Wraps a uuid read from the database or a verified token.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The uuid, for query parameters.
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A user's role inside their tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Created the tenant at onboarding.
-    Owner,
-    /// Registered through `POST /api/register`.
-    Member,
-}
-
-impl Role {
-    /// The role as stored in `users.role`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Member => "member",
-        }
-    }
-
-    /// Parses `users.role`.
-    pub fn from_db(value: &str) -> Result<Self> {
-        match value {
-            "owner" => Ok(Self::Owner),
-            "member" => Ok(Self::Member),
-            other => Err(anyhow::anyhow!("unknown user role {other:?} in the database").into()),
-        }
-    }
-}
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
+};
 
 /// An authenticated user of the request's tenant.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::{Row, types::ToSql};
 
 use super::{Binding, Db, Expect, Isolation, TenantTx, settle};
-use crate::{config::DatabaseSettings, error::Result, tenant::TenantId};
+use crate::{config::DatabaseSettings, domain::TenantId, error::Result};
 
 /// A pool of admin-role connections.
 #[derive(Clone)]

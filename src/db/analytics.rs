@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 use super::{build_pool, settle};
 use crate::{
     config::DatabaseSettings,
+    domain::{TenantId, TenantStatus},
     error::Result,
-    tenant::{TenantId, TenantStatus},
 };
 
 /// A pool of analytics-role connections.
@@ -68,7 +68,7 @@ impl AnalyticsDb {
         super::audit::check(&client).await?;
         // On Citus, tenant_usage() binds each tenant with SET LOCAL: this
         // role too needs it forwarded to the workers.
-        super::citus::detect(&client, super::citus::CitusMode::Auto).await?;
+        super::citus::detect(&client, crate::config::CitusMode::Auto).await?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::config::RolePasswords;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,29 +70,6 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/migrations/V5__onboarding.sql"),
     },
 ];
-
-/// Passwords for the login roles. Each one given makes its role LOGIN with it.
-#[derive(Debug, Default, Clone)]
-pub struct RolePasswords {
-    /// `tenantry_app`, the service's runtime role.
-    pub runtime: Option<SecretString>,
-    /// `tenantry_admin`, for the CLI and the /admin API.
-    pub admin: Option<SecretString>,
-    /// `tenantry_analytics`, for usage statistics.
-    pub analytics: Option<SecretString>,
-}
-
-impl RolePasswords {
-    /// The same password for every login role (local clusters and tests).
-    pub fn all(password: &str) -> Self {
-        let one = || Some(SecretString::from(password.to_owned()));
-        Self {
-            runtime: one(),
-            admin: one(),
-            analytics: one(),
-        }
-    }
-}
 
 const ROLES_SQL: &str = include_str!("../../sql/roles.sql");
 const GRANTS_SQL: &str = include_str!("../../sql/grants.sql");

@@ -33,10 +33,10 @@ use self::share::TenantShares;
 pub use self::tenant_tx::TenantTx;
 use crate::{
     config::DatabaseSettings,
+    domain::{TenantId, TenantLimits},
     error::{ApiError, Result},
-    limits::TenantLimits,
     telemetry,
-    tenant::{Tenant, TenantId},
+    tenant::Tenant,
 };
 
 /// The first statement of every tenant transaction, sent in the same round

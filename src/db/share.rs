@@ -16,8 +16,8 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
+    domain::TenantId,
     error::{ApiError, Result},
-    tenant::TenantId,
 };
 
 /// The per-tenant semaphores of one pool.

@@ -4,7 +4,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::{Row, RowStream, types::ToSql};
 use tracing::{Instrument, Span};
 
-use crate::tenant::TenantId;
+use crate::domain::TenantId;
 
 /// Query parameters, as tokio-postgres takes them.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

@@ -10,6 +10,8 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
+use super::Invalid;
+
 /// Longest host name DNS allows.
 const MAX_HOST_LEN: usize = 253;
 /// Longest DNS label.
@@ -178,6 +180,61 @@ impl BaseDomain {
     }
 }
 
+/// A tenant's custom domain: a DNS name of two or more labels whose last
+/// label starts with a letter (so never an IP address), stored in the
+/// service's one canonical form (lower case, no trailing dot), and never the
+/// base domain or a name under it (those are ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainName(String);
+
+/// The longest custom domain: DNS names are at most 253 characters, and the
+/// verification record's name adds `_tenantry-challenge.` (20).
+pub const MAX_CUSTOM_DOMAIN_LEN: usize = 253 - 20;
+
+/// Why a custom domain was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainRejection {
+    /// Not a DNS name.
+    Malformed(Invalid),
+    /// The base domain or a name under it: the service's own.
+    Ours,
+}
+
+impl DomainName {
+    /// Canonicalises and validates `raw` against the service's base domain.
+    pub fn parse(raw: &str, base: &BaseDomain) -> Result<Self, DomainRejection> {
+        const RULE: DomainRejection = DomainRejection::Malformed(
+            "domain must be a DNS name such as notes.example.com (ASCII; use punycode for IDNs)",
+        );
+        if raw.contains(':') || raw.contains('/') || raw.starts_with('[') {
+            return Err(RULE);
+        }
+        let host = CanonicalHost::parse(raw).map_err(|_| RULE)?;
+        let name = host.as_str();
+        let top_label_is_a_name = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|label| label.starts_with(|c: char| c.is_ascii_alphabetic()));
+        if !name.contains('.') || !top_label_is_a_name {
+            return Err(RULE);
+        }
+        if name.len() > MAX_CUSTOM_DOMAIN_LEN {
+            return Err(DomainRejection::Malformed(
+                "domain must be at most 233 characters, so that its verification record (_tenantry-challenge.<domain>) fits in DNS",
+            ));
+        }
+        match base.classify(&host) {
+            HostTarget::CustomDomain(_) => Ok(Self(name.to_owned())),
+            _ => Err(DomainRejection::Ours),
+        }
+    }
+
+    /// The canonical name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +338,50 @@ mod tests {
             assert!(
                 raw.parse::<BaseDomain>().is_err(),
                 "{raw:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_domains_are_canonical_dns_names_outside_the_base_domain() {
+        let base: BaseDomain = "example.com".parse().expect("base");
+        assert_eq!(
+            DomainName::parse("Notes.Acme.IO.", &base)
+                .expect("valid")
+                .as_str(),
+            "notes.acme.io"
+        );
+        for bad in [
+            "acme",
+            "10.0.0.1",
+            "acme.123",
+            "[::1]",
+            "acme.io:443",
+            "https://acme.io",
+            "ac me.io",
+            "acmé.io",
+        ] {
+            assert!(
+                matches!(
+                    DomainName::parse(bad, &base),
+                    Err(DomainRejection::Malformed(_))
+                ),
+                "{bad:?} should be rejected"
+            );
+        }
+        let label = "a".repeat(63);
+        let longest = format!("{label}.{label}.{label}.{}.io", "b".repeat(38));
+        assert_eq!(longest.len(), MAX_CUSTOM_DOMAIN_LEN);
+        assert!(DomainName::parse(&longest, &base).is_ok());
+        assert!(
+            DomainName::parse(&format!("a{longest}"), &base).is_err(),
+            "one character too long for its verification record"
+        );
+        for ours in ["example.com", "acme.example.com", "Example.COM."] {
+            assert_eq!(
+                DomainName::parse(ours, &base),
+                Err(DomainRejection::Ours),
+                "{ours:?}"
             );
         }
     }

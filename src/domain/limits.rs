@@ -13,7 +13,9 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{Context, ensure};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::domain::{Plan, Slug};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Plan, Slug};
 
 /// The longest `statement_timeout_ms` accepted: a day.
 const MAX_STATEMENT_TIMEOUT_MS: u64 = 86_400_000;
@@ -190,6 +192,53 @@ impl LimitsOverride {
         }
         Ok(())
     }
+}
+
+/// A limiter's verdict for the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    /// Requests the bucket holds when full (the burst).
+    pub limit: u32,
+    /// Requests left in the bucket after this one.
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+}
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+impl RateLimitStatus {
+    /// Writes `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+    /// (whole seconds, rounded up), the header fields of the IETF httpapi
+    /// draft that clients and gateways most widely understand.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
+        headers.insert(
+            RATELIMIT_REMAINING.clone(),
+            HeaderValue::from(self.remaining),
+        );
+        headers.insert(
+            RATELIMIT_RESET.clone(),
+            HeaderValue::from(whole_seconds(self.reset)),
+        );
+    }
+
+    /// The more restrictive of two statuses (a request checked by two
+    /// limiters reports the one closer to refusing it).
+    pub fn tighter(self, other: Self) -> Self {
+        if other.remaining < self.remaining {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// `duration` in whole seconds, rounded up.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

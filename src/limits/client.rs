@@ -87,7 +87,7 @@ impl ClientLimiter {
         route: &'static str,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
-    ) -> Result<super::RateLimitStatus, ApiError> {
+    ) -> Result<crate::domain::RateLimitStatus, ApiError> {
         match client_address(headers, peer, self.trusted_proxy_hops) {
             Ok(Some(client)) => self.requests.check(&(route, client_key(client))),
             Ok(None) => Err(ApiError::Unexpected(anyhow::anyhow!(

@@ -16,7 +16,6 @@
 //! [`Limits::sweep`], which the server runs every `RATE_LIMIT_SWEEP_INTERVAL_MS`.
 
 pub mod client;
-pub mod plans;
 
 use std::{
     collections::HashMap,
@@ -26,7 +25,6 @@ use std::{
     time::Duration,
 };
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
@@ -34,12 +32,11 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 
-pub use self::plans::{LimitsDocument, TenantLimits};
+use crate::domain::{RateLimitStatus, TenantLimits};
 use crate::{
     config::LimitSettings,
-    domain::Plan,
+    domain::{Plan, TenantId, TenantRecord},
     error::ApiError,
-    tenant::{TenantId, TenantRecord},
 };
 
 /// Which of a tenant's two request budgets a request is counted against.
@@ -191,53 +188,6 @@ impl Limits {
             .sum();
         tenants + self.clients.len()
     }
-}
-
-/// A limiter's verdict for the response headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitStatus {
-    /// Requests the bucket holds when full (the burst).
-    pub limit: u32,
-    /// Requests left in the bucket after this one.
-    pub remaining: u32,
-    /// Until the bucket is full again.
-    pub reset: Duration,
-}
-
-static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-impl RateLimitStatus {
-    /// Writes `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
-    /// (whole seconds, rounded up), the header fields of the IETF httpapi
-    /// draft that clients and gateways most widely understand.
-    pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
-        headers.insert(
-            RATELIMIT_REMAINING.clone(),
-            HeaderValue::from(self.remaining),
-        );
-        headers.insert(
-            RATELIMIT_RESET.clone(),
-            HeaderValue::from(whole_seconds(self.reset)),
-        );
-    }
-
-    /// The more restrictive of two statuses (a request checked by two
-    /// limiters reports the one closer to refusing it).
-    fn tighter(self, other: Self) -> Self {
-        if other.remaining < self.remaining {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// `duration` in whole seconds, rounded up.
-pub fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// Where the limiters of one request leave their status, for the

@@ -30,7 +30,10 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{TraceContext, metrics, trace_context};
-use crate::{error::ErrorCode, tenant::TenantId};
+use crate::{domain::TenantId, error::ErrorCode};
+
+/// The header that carries our request id, on every response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The target of the access log line: one per request, at the end.
 pub const ACCESS_LOG: &str = "tenantry::access";
@@ -73,7 +76,7 @@ pub fn request_span(request: &Request) -> Span {
     let method = method(request.method());
     let request_id = request
         .headers()
-        .get(&crate::api::middleware::REQUEST_ID)
+        .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let span = tracing::info_span!(

@@ -24,7 +24,7 @@ use opentelemetry::{
 };
 
 use super::{http::TenantLabels, metrics_exported};
-use crate::tenant::TenantId;
+use crate::domain::TenantId;
 
 /// Seconds: from 5 ms to 10 s, the boundaries OpenTelemetry's HTTP semantic
 /// conventions recommend (the SDK's defaults are meant for milliseconds).

@@ -8,80 +8,24 @@
 //! before any tenant data is touched. `X-Forwarded-Host`, `Forwarded` and
 //! friends are client-controlled and ignored.
 
-pub mod host;
 pub mod resolver;
 
 use std::{fmt, sync::Arc};
 
+use self::resolver::Resolution;
 use axum::{
     extract::FromRequestParts,
     http::{Version, header::HOST, request::Parts},
 };
-use serde::Serialize;
-use uuid::Uuid;
 
-use self::{host::CanonicalHost, resolver::Resolution};
+use crate::domain::host::CanonicalHost;
+use crate::domain::{TenantId, TenantRecord, TenantStatus};
 use crate::{
     error::{ApiError, Result},
     limits::{Bucket, RateLimitSlot, TenantPolicy},
     startup::AppState,
     telemetry::http::RequestTenant,
 };
-
-/// A tenant's id. Constructed from the registry, the database or a verified token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(transparent)]
-pub struct TenantId(Uuid);
-
-impl TenantId {
-    /// Wraps a uuid known to name a tenant (or one about to be created).
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The uuid, for query parameters.
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Whether a tenant may be served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatus {
-    Active,
-    Suspended,
-}
-
-impl TenantStatus {
-    /// Parses the `tenants.status` column.
-    pub fn from_db(value: &str) -> Result<Self> {
-        match value {
-            "active" => Ok(Self::Active),
-            "suspended" => Ok(Self::Suspended),
-            other => Err(anyhow::anyhow!("unknown tenant status {other:?} in the registry").into()),
-        }
-    }
-}
-
-/// A tenant as the registry describes it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TenantRecord {
-    pub id: TenantId,
-    #[schema(example = "acme")]
-    pub slug: String,
-    #[schema(example = "Acme Corporation")]
-    pub name: String,
-    #[schema(value_type = crate::domain::Plan)]
-    pub plan: String,
-    pub status: TenantStatus,
-}
 
 /// The active tenant a request is for, and the limits of its plan.
 /// Extracting it is what lets a handler open a tenant transaction. It does

@@ -17,7 +17,7 @@ use std::{
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use super::{
+use crate::domain::{
     TenantId, TenantRecord, TenantStatus,
     host::{BaseDomain, CanonicalHost, HostTarget},
 };

@@ -123,9 +123,12 @@ async fn build_template(superuser: &Config, admin: &Client, template: &str) {
             .password(ROLE_PASSWORD)
             .dbname(&building);
         let mut owner = connect(&owner_config).await;
-        migrate::run(&mut owner, &migrate::RolePasswords::all(ROLE_PASSWORD))
-            .await
-            .expect("migrate the template as the owner role");
+        migrate::run(
+            &mut owner,
+            &tenantry::config::RolePasswords::all(ROLE_PASSWORD),
+        )
+        .await
+        .expect("migrate the template as the owner role");
     }
     // The owner connection must be gone before the database can be renamed or cloned.
     for _ in 0..50 {

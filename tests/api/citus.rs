@@ -17,7 +17,8 @@ use std::path::Path;
 use reqwest::StatusCode;
 use serde_json::json;
 use tenantry::{
-    db::citus::{self, CitusMode, Engine},
+    config::CitusMode,
+    db::citus::{self, Engine},
     startup::Application,
 };
 use tokio_postgres::Client;

@@ -484,7 +484,7 @@ async fn with_tenant_binds_tenant_statement_timeout_and_quotas_inside_one_transa
     let (acme, _) = two_tenants(&app).await;
     let db = single_connection_db(&app);
     let mut limits = unlimited();
-    limits.document = tenantry::limits::LimitsDocument::parse(
+    limits.document = tenantry::domain::LimitsDocument::parse(
         r#"{"plans": {"pro": {"statement_timeout_ms": 4321, "max_users": 7, "max_notes": null}}}"#,
     )
     .unwrap();

@@ -21,13 +21,14 @@ use serde_json::{Value, json};
 use tenantry::{
     admin::Admin,
     config::{
-        AdminApiSettings, ClientLimitSettings, DatabaseSettings, HashingSettings, JwtSettings,
-        LimitSettings, OpsSettings, Settings, SignupMode,
+        AdminApiSettings, CitusMode, ClientLimitSettings, DatabaseSettings, HashingSettings,
+        JwtSettings, LimitSettings, OpsSettings, Settings, SignupMode,
     },
-    db::{citus::CitusMode, local},
-    limits::{Limits, LimitsDocument},
+    db::local,
+    domain::{LimitsDocument, TenantId, TenantRecord, TenantStatus},
+    limits::Limits,
     startup::Application,
-    tenant::{Tenant, TenantId, TenantRecord, TenantStatus},
+    tenant::Tenant,
 };
 use tokio::sync::OnceCell;
 

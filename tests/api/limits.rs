@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tenantry::{config::Settings, limits::LimitsDocument};
+use tenantry::{config::Settings, domain::LimitsDocument};
 
 use crate::helpers::{TestApp, TestTenant, expect_error, spawn_app_with};
 

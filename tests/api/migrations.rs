@@ -16,7 +16,7 @@ async fn migrating_twice_applies_everything_once() {
     let dbname = cluster.empty_database().await;
     let mut owner = owner_on(cluster, &dbname).await;
 
-    let first = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let first = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .unwrap();
     let all: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
@@ -27,7 +27,7 @@ async fn migrating_twice_applies_everything_once() {
             version: migrate::latest_version()
         }
     );
-    let second = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let second = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .unwrap();
     assert_eq!(
@@ -48,7 +48,7 @@ async fn instances_migrating_at_once_queue_on_the_lock_and_all_succeed() {
             let config = cluster.config_for("tenantry_owner", &dbname);
             tokio::spawn(async move {
                 let mut owner = connect(&config).await;
-                migrate::run(&mut owner, &migrate::RolePasswords::default()).await
+                migrate::run(&mut owner, &tenantry::config::RolePasswords::default()).await
             })
         })
         .collect();
@@ -94,7 +94,7 @@ async fn an_edited_or_unknown_migration_stops_the_run() {
         )
         .await
         .unwrap();
-    let edited = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let edited = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .expect_err("checksum mismatch");
     assert!(
@@ -115,7 +115,7 @@ async fn an_edited_or_unknown_migration_stops_the_run() {
         .execute("insert into schema_migrations (version, name, checksum, duration_ms) values (9999, 'future', 'x', 0)", &[])
         .await
         .unwrap();
-    let ahead = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let ahead = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .expect_err("unknown version");
     assert!(ahead.to_string().contains("newer release"), "{ahead:#}");
@@ -133,7 +133,7 @@ async fn every_run_restores_the_declared_grants() {
 
     migrate::run(
         &mut owner_on(cluster, &dbname).await,
-        &migrate::RolePasswords::default(),
+        &tenantry::config::RolePasswords::default(),
     )
     .await
     .unwrap();
@@ -257,7 +257,7 @@ async fn status_after_migrate_has_everything_applied_with_its_time() {
     } = fixture(false).await;
     let started: chrono::DateTime<chrono::Utc> =
         admin.query_one("select now()", &[]).await.unwrap().get(0);
-    migrate::run(&mut owner, &migrate::RolePasswords::default())
+    migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .unwrap();
 
@@ -354,7 +354,7 @@ async fn a_dry_run_reports_what_it_would_apply_and_leaves_the_database_as_it_was
     let status = migrate::status(&owner).await.unwrap();
     assert_eq!(status.pending(), all_versions());
 
-    let report = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let report = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .unwrap();
     assert_eq!(report.applied, all_versions());
@@ -524,7 +524,7 @@ async fn upgrading_a_database_with_tenants_keeps_their_domains_routing() {
     let cluster = cluster().await;
     let dbname = cluster.empty_database().await;
     let mut owner = owner_on(cluster, &dbname).await;
-    migrate::run_up_to(&mut owner, &migrate::RolePasswords::default(), 1)
+    migrate::run_up_to(&mut owner, &tenantry::config::RolePasswords::default(), 1)
         .await
         .unwrap();
     // A V1 database in use: a tenant with a custom domain (V1 had no
@@ -538,7 +538,7 @@ async fn upgrading_a_database_with_tenants_keeps_their_domains_routing() {
         .await
         .unwrap();
 
-    let report = migrate::run(&mut owner, &migrate::RolePasswords::default())
+    let report = migrate::run(&mut owner, &tenantry::config::RolePasswords::default())
         .await
         .expect("the upgrade applies over existing rows");
     assert_eq!(report.version, migrate::latest_version());

@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tenantry::{admin::tenants::TenantChange, error::ApiError, tenant::TenantStatus};
+use tenantry::{admin::tenants::TenantChange, domain::TenantStatus, error::ApiError};
 
 use crate::helpers::{TestApp, TestTenant, expect_error, spawn_app};
 

@@ -11,9 +11,8 @@ use tenantry::{
         tenants::TenantChange,
         transfer::{self, ImportTarget},
     },
-    domain::Slug,
+    domain::{Slug, TenantStatus},
     error::ApiError,
-    tenant::TenantStatus,
 };
 use uuid::Uuid;
 

@@ -179,9 +179,12 @@ impl Backend {
                 name,
             ))
             .await;
-            migrate::run(&mut owner, &migrate::RolePasswords::all(ROLE_PASSWORD))
-                .await
-                .expect("tenantry migrate on the cluster");
+            migrate::run(
+                &mut owner,
+                &tenantry::config::RolePasswords::all(ROLE_PASSWORD),
+            )
+            .await
+            .expect("tenantry migrate on the cluster");
             let _ = self.run_scripts(
                 superuser,
                 name,

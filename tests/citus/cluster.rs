@@ -7,10 +7,8 @@ use std::process::Stdio;
 use reqwest::StatusCode;
 use serde_json::json;
 use tenantry::{
-    db::{
-        citus::{self, CitusMode},
-        local, migrate,
-    },
+    config::CitusMode,
+    db::{citus, local, migrate},
     startup::Application,
 };
 
@@ -59,7 +57,7 @@ async fn the_scripts_distribute_rerun_after_a_later_migration_and_place_its_new_
     let backend = cluster.backend();
     let dbname = cluster.empty_database().await;
     let mut owner = connect(&cluster.config_for(local::OWNER_ROLE, &dbname)).await;
-    let passwords = migrate::RolePasswords::all(ROLE_PASSWORD);
+    let passwords = tenantry::config::RolePasswords::all(ROLE_PASSWORD);
 
     // Distributed at V4, the schema of the release before this one.
     migrate::run_up_to(&mut owner, &passwords, 4).await.unwrap();

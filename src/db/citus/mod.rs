@@ -16,35 +16,11 @@
 
 pub mod check;
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
+use crate::config::CitusMode;
 use anyhow::{Context, bail};
 use tokio_postgres::Client;
-
-/// `DATABASE_CITUS`: whether the database is a Citus coordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CitusMode {
-    /// Citus if the `citus` extension is installed in the database.
-    #[default]
-    Auto,
-    /// Citus, required: start-up fails without the extension.
-    On,
-    /// Plain PostgreSQL: nothing is looked up.
-    Off,
-}
-
-impl FromStr for CitusMode {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        match raw.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "on" => Ok(Self::On),
-            "off" => Ok(Self::Off),
-            _ => Err("expected auto, on or off".to_owned()),
-        }
-    }
-}
 
 /// What the service runs on, as found at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
