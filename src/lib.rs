@@ -10,7 +10,7 @@
 //!    request counted against the tenant's rate ([`limits`]): a limited
 //!    request is refused before it reaches the database.
 //! 4. [`api`] handlers validate input into [`domain`] types.
-//! 5. [`db::Db::with_tenant`] opens a transaction, sets `app.tenant_id`
+//! 5. [`db::Db::transaction`] opens a transaction, sets `app.tenant_id`
 //!    transaction-locally, and hands out a [`db::TenantTx`], the only type
 //!    tenant queries accept; PostgreSQL's policies do the isolating.
 //!

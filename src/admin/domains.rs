@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use super::Admin;
 use crate::{
     audit::{self, Action, Actor, Event},
+    db::Consistency,
     db::TenantTx,
     domain::{DomainName, DomainRejection, host::BaseDomain},
     error::{ApiError, Result, ResultExt},
@@ -96,7 +97,7 @@ impl Admin {
         let domain = new_domain(raw, &self.base_domain)?;
         let tenant = self.tenant(slug).await?;
         self.db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 self.insert_domain(tx, &domain, request_id).await
             })
             .await
@@ -135,7 +136,9 @@ impl Admin {
     pub async fn list_domains(&self, slug: &str) -> Result<Vec<DomainBody>> {
         let tenant = self.tenant(slug).await?;
         self.db
-            .with_tenant(tenant.id, async |tx| select_domains(tx).await)
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
+                select_domains(tx).await
+            })
             .await
     }
 
@@ -150,7 +153,7 @@ impl Admin {
         let domain = existing_domain(raw, &self.base_domain)?;
         let tenant = self.tenant(slug).await?;
         self.db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let removed = tx
                     .execute(
                         "delete from tenant_domains where tenant_id = $1 and domain = $2",
@@ -187,7 +190,9 @@ impl Admin {
         let tenant = self.tenant(slug).await?;
         let current = self
             .db
-            .with_tenant(tenant.id, async |tx| select_domain(tx, &domain).await)
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
+                select_domain(tx, &domain).await
+            })
             .await?
             .ok_or(ApiError::NotFound("domain not found"))?;
         if current.verified {
@@ -201,7 +206,7 @@ impl Admin {
         }
         let token = &current.verification.value[CHALLENGE_PREFIX.len()..];
         self.db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let row = tx
                     .query_opt(
                         &format!(

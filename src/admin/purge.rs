@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use super::{Admin, TENANT_COLUMNS, TenantSummary};
 use crate::{
+    db::Consistency,
     db::TenantTx,
     domain::TenantStatus,
     error::{ApiError, Result},
@@ -72,7 +73,9 @@ impl Admin {
         }
         let rows = self
             .db
-            .with_tenant(tenant.id, async |tx| count_tenant_rows(tx).await)
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
+                count_tenant_rows(tx).await
+            })
             .await?;
         let mut deleted: BTreeMap<String, u64> = PURGE_ORDER
             .iter()
@@ -97,7 +100,7 @@ impl Admin {
                 loop {
                     let removed = self
                         .db
-                        .with_tenant(tenant.id, async |tx| {
+                        .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                             lock_suspended(tx).await?;
                             delete_batch(tx, table, batch_size).await
                         })
@@ -112,7 +115,7 @@ impl Admin {
         }
         transactions += 1;
         self.db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let registry_row = lock_suspended(tx).await?;
                 for table in PURGE_ORDER {
                     let removed = delete_all(tx, table).await?;

@@ -17,6 +17,7 @@ use crate::{
     },
     audit::{self, Action, Actor, Event},
     auth::password::PasswordHasher,
+    db::Consistency,
     db::TenantTx,
     domain::{
         DomainName, Plan, Role, Slug, TenantId, TenantName, TenantStatus, UserId, host::BaseDomain,
@@ -102,7 +103,7 @@ impl Admin {
         };
         let created = self
             .db
-            .with_tenant(id, async |tx| {
+            .transaction(id, Consistency::PerStatement, async |tx| {
                 write_first_rows(tx, &first, request_id).await
             })
             .await
@@ -161,7 +162,7 @@ impl Admin {
         let tenant = TenantSummary::from_row(row)?;
         let (owner, domains) = self
             .db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 Ok((
                     select_owner(tx).await?,
                     super::domains::select_domains(tx).await?,
@@ -214,7 +215,7 @@ impl Admin {
         let tenant = self.tenant(slug).await?;
         let (counts, domains) = self
             .db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 Ok((
                     count_rows(tx).await?,
                     super::domains::select_domains(tx).await?,
@@ -247,7 +248,7 @@ impl Admin {
             ));
         }
         self.db
-            .with_tenant(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let mut current = tenant.clone();
                 if let Some(plan) = change.plan {
                     current = update_tenant(tx, "plan", plan.as_str()).await?;

@@ -40,6 +40,7 @@ use uuid::Uuid;
 use super::{Admin, TENANT_COLUMNS, TenantSummary};
 use crate::{
     audit::{self, Action, Actor, Event},
+    db::Consistency,
     db::TenantTx,
     domain::{Slug, TenantId},
     error::{ApiError, Result, ResultExt},
@@ -133,7 +134,7 @@ impl Admin {
     ) -> Result<ExportSummary> {
         let tenant = self.tenant(slug).await?;
         self.db
-            .with_tenant_snapshot(tenant.id, async |tx| {
+            .transaction(tenant.id, Consistency::Snapshot, async |tx| {
                 audit::record(tx, request_id, &Event::new(Actor::Admin, Action::TenantExported, Some(tenant.slug.clone())))
                     .await?;
                 let rows = count_export_rows(tx).await?;
@@ -206,7 +207,7 @@ impl Admin {
             self.check_free(plan.target, slug).await?;
         }
         self.db
-            .with_tenant(plan.target, async |tx| {
+            .transaction(plan.target, Consistency::PerStatement, async |tx| {
                 let replaced = if replacing { Some(super::purge::clear_tenant(tx).await?) } else { None };
                 insert_rows(tx, "tenants", std::slice::from_ref(&registry), &mut HashMap::new()).await?;
                 let rows = plan.restore_rows(tx, &mut reader).await?;

@@ -146,7 +146,7 @@ async fn register(
     let user = body.validate(&state.passwords, "", Role::Member).await?;
     let created = state
         .db
-        .with_tenant(&tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             let created = insert_user(tx, &user).await?;
             let event = Event::new(
                 Actor::Anonymous,
@@ -249,7 +249,9 @@ async fn check_login(
         Ok(username) => {
             state
                 .db
-                .with_tenant(tenant, async |tx| select_credentials(tx, &username).await)
+                .transaction(tenant.visitor(), async |tx| {
+                    select_credentials(tx, &username).await
+                })
                 .await?
         }
         // Cannot exist; still pay for a hash below so timing reveals nothing.
@@ -278,7 +280,7 @@ async fn check_login(
     };
     state
         .db
-        .with_tenant(tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             audit::record(tx, Some(request_id), &event).await
         })
         .await?;
@@ -344,8 +346,9 @@ struct Usage {
     responses((status = 200, description = "The caller, their tenant, its limits and its usage", body = MeBody))
 )]
 async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody>> {
-    let (found, usage) = user
-        .transaction(&state.db, async |tx| {
+    let (found, usage) = state
+        .db
+        .transaction(user.acting(), async |tx| {
             Ok((select_user(tx, user.id).await?, select_usage(tx).await?))
         })
         .await?;

@@ -103,8 +103,11 @@ async fn create_note(
     ApiJson(body): ApiJson<NoteRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<NoteBody>)> {
     let content = body.validate()?;
-    let note = user
-        .transaction(&state.db, async |tx| insert_note(tx, &user, &content).await)
+    let note = state
+        .db
+        .transaction(user.acting(), async |tx| {
+            insert_note(tx, &user, &content).await
+        })
         .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/notes/{}", note.id)) {
@@ -120,7 +123,7 @@ async fn insert_note(
 ) -> Result<NoteBody> {
     let row = tx
         .query_one(
-            // The user exists: AuthUser::transaction checked it in this transaction.
+            // The user exists: the user actor's transaction checked it.
             "insert into notes (tenant_id, id, user_id, content) values ($1, $2, $3, $4)
              returning id, content, created_at, updated_at",
             &[
@@ -148,8 +151,9 @@ async fn get_note(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<NoteBody>> {
-    let note = user
-        .transaction(&state.db, async |tx| select_note(tx, &user, id).await)
+    let note = state
+        .db
+        .transaction(user.acting(), async |tx| select_note(tx, &user, id).await)
         .await?;
     note.map(Json).ok_or(NOTE_NOT_FOUND)
 }
@@ -181,8 +185,9 @@ async fn update_note(
     ApiJson(body): ApiJson<NoteRequest>,
 ) -> Result<Json<NoteBody>> {
     let content = body.validate()?;
-    let note = user
-        .transaction(&state.db, async |tx| {
+    let note = state
+        .db
+        .transaction(user.acting(), async |tx| {
             update_content(tx, &user, id, &content).await
         })
         .await?;
@@ -225,24 +230,26 @@ async fn delete_note(
     RequestId(request_id): RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode> {
-    user.transaction(&state.db, async |tx| {
-        let deleted = tx
-            .execute(
-                "delete from notes where tenant_id = $1 and user_id = $2 and id = $3",
-                &[tx.tenant_id().as_uuid(), user.id.as_uuid(), &id],
-            )
-            .await?;
-        if deleted == 0 {
-            return Err(NOTE_NOT_FOUND);
-        }
-        let event = Event::new(
-            Actor::User(user.id),
-            Action::NoteDeleted,
-            Some(id.to_string()),
-        );
-        audit::record(tx, Some(&request_id), &event).await
-    })
-    .await?;
+    state
+        .db
+        .transaction(user.acting(), async |tx| {
+            let deleted = tx
+                .execute(
+                    "delete from notes where tenant_id = $1 and user_id = $2 and id = $3",
+                    &[tx.tenant_id().as_uuid(), user.id.as_uuid(), &id],
+                )
+                .await?;
+            if deleted == 0 {
+                return Err(NOTE_NOT_FOUND);
+            }
+            let event = Event::new(
+                Actor::User(user.id),
+                Action::NoteDeleted,
+                Some(id.to_string()),
+            );
+            audit::record(tx, Some(&request_id), &event).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -272,8 +279,9 @@ async fn list_notes(
     State(state): State<AppState>,
     page: Page,
 ) -> Result<Json<NotePage>> {
-    let mut notes = user
-        .transaction(&state.db, async |tx| select_page(tx, &user, page).await)
+    let mut notes = state
+        .db
+        .transaction(user.acting(), async |tx| select_page(tx, &user, page).await)
         .await?;
     let next_cursor = page.finish(&mut notes, |note| (note.created_at, note.id));
     Ok(Json(NotePage { notes, next_cursor }))

@@ -23,6 +23,7 @@ use crate::{
     audit::Actor,
     auth::bearer_token,
     config::SignupMode,
+    db,
     domain::{Plan, Role, Slug, TenantId, TenantName, TenantRecord, TenantStatus, UserId},
     error::{ApiError, ErrorResponse, Result},
     limits::client::{ClientThrottle, Onboarding},
@@ -197,9 +198,13 @@ pub async fn onboard(
         by: Onboarder::SignUp(by),
     };
     let policy = state.limits.policy(&tenant);
+    let founder = db::Actor::Founder {
+        tenant: tenant.id,
+        limits: policy.limits(),
+    };
     let written = state
         .db
-        .with_new_tenant(tenant.id, policy.limits(), async |tx| {
+        .transaction(founder, async |tx| {
             write_first_rows(tx, &first, request_id).await
         })
         .await?;

@@ -56,8 +56,11 @@ async fn list_users(
     State(state): State<AppState>,
     page: Page,
 ) -> Result<Json<UserPage>> {
-    let mut users = user
-        .owner_transaction(&state.db, async |tx| select_users(tx, page).await)
+    let mut users = state
+        .db
+        .transaction(user.acting_as_owner(), async |tx| {
+            select_users(tx, page).await
+        })
         .await?;
     let next_cursor = page.finish(&mut users, |user| (user.created_at, *user.id.as_uuid()));
     Ok(Json(UserPage { users, next_cursor }))
@@ -105,27 +108,29 @@ async fn remove_user(
     RequestId(request_id): RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode> {
-    user.owner_transaction(&state.db, async |tx| {
-        if id == *user.id.as_uuid() {
-            return Err(ApiError::Conflict("an owner cannot remove themselves"));
-        }
-        let removed = tx
-            .execute(
-                "delete from users where tenant_id = $1 and id = $2",
-                &[tx.tenant_id().as_uuid(), &id],
-            )
-            .await?;
-        if removed == 0 {
-            return Err(ApiError::NotFound("user not found"));
-        }
-        let event = Event::new(
-            Actor::User(user.id),
-            Action::UserRemoved,
-            Some(id.to_string()),
-        );
-        audit::record(tx, Some(&request_id), &event).await
-    })
-    .await?;
+    state
+        .db
+        .transaction(user.acting_as_owner(), async |tx| {
+            if id == *user.id.as_uuid() {
+                return Err(ApiError::Conflict("an owner cannot remove themselves"));
+            }
+            let removed = tx
+                .execute(
+                    "delete from users where tenant_id = $1 and id = $2",
+                    &[tx.tenant_id().as_uuid(), &id],
+                )
+                .await?;
+            if removed == 0 {
+                return Err(ApiError::NotFound("user not found"));
+            }
+            let event = Event::new(
+                Actor::User(user.id),
+                Action::UserRemoved,
+                Some(id.to_string()),
+            );
+            audit::record(tx, Some(&request_id), &event).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -155,8 +160,11 @@ async fn list_audit_events(
     State(state): State<AppState>,
     page: Page,
 ) -> Result<Json<EventPage>> {
-    let mut events = user
-        .owner_transaction(&state.db, async |tx| audit::select_page(tx, page).await)
+    let mut events = state
+        .db
+        .transaction(user.acting_as_owner(), async |tx| {
+            audit::select_page(tx, page).await
+        })
         .await?;
     let next_cursor = page.finish(&mut events, |event| (event.at, event.id));
     Ok(Json(EventPage {

@@ -11,7 +11,7 @@ pub mod password;
 
 use crate::domain::{Role, UserId};
 use crate::{
-    db::{Caller, Db, TenantTx},
+    db::Actor,
     error::{ApiError, Result},
     limits::Bucket,
     startup::AppState,
@@ -57,42 +57,25 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 impl AuthUser {
-    /// Runs `work` in a transaction of the user's tenant, confirming in that
+    /// The user as the actor of a tenant transaction, which confirms in the
     /// same transaction that the user still exists: a removed user's token
-    /// authenticates nobody (401, and whatever `work` did is rolled back).
-    /// `work` is sent along with the check, so it costs no round trip.
-    pub async fn transaction<T>(
-        &self,
-        db: &Db,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let exists = |role: Option<&str>| role.map(drop).ok_or(ApiError::Unauthorized);
-        let caller = Caller {
-            user: self.id.as_uuid(),
-            admit: &exists,
-            work_before_verdict: true,
-        };
-        db.with_tenant_as(&self.tenant, Some(caller), work).await
+    /// authenticates nobody (401, and whatever the work did is rolled back).
+    pub fn acting(&self) -> Actor<'_> {
+        Actor::User {
+            tenant: self.tenant.id(),
+            user: self.id,
+            limits: self.tenant.policy().limits(),
+        }
     }
 
-    /// Like [`AuthUser::transaction`], for owners only: a member gets a 403,
-    /// and `work` does not even start until the user's current role is known.
-    pub async fn owner_transaction<T>(
-        &self,
-        db: &Db,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let owner = |role: Option<&str>| match role.map(Role::from_db).transpose()? {
-            Some(Role::Owner) => Ok(()),
-            Some(_) => Err(ApiError::Forbidden("only the tenant's owner may do this")),
-            None => Err(ApiError::Unauthorized),
-        };
-        let caller = Caller {
-            user: self.id.as_uuid(),
-            admit: &owner,
-            work_before_verdict: false,
-        };
-        db.with_tenant_as(&self.tenant, Some(caller), work).await
+    /// The user acting as the tenant's owner: a member gets a 403, and the
+    /// work does not even start until the user's current role is known.
+    pub fn acting_as_owner(&self) -> Actor<'_> {
+        Actor::Owner {
+            tenant: self.tenant.id(),
+            user: self.id,
+            limits: self.tenant.policy().limits(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! It is not a flag on [`Db`]: it is another role, with another pool. The
 //! role is still subject to RLS: tenant data is reached only through
-//! [`AdminDb::with_tenant`], which is [`Db`]'s one way of making a tenant
+//! [`AdminDb::transaction`], which is [`Db`]'s one way of making a tenant
 //! transaction, one tenant per transaction, exactly like the service. What
 //! differs is that the tenant need not be active (operators export and purge
 //! suspended tenants), and that the registry tables, which have no RLS, are
@@ -12,7 +12,10 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::{Row, types::ToSql};
 
-use super::{Binding, Db, Expect, Isolation, TenantTx, settle};
+use super::{
+    Db, TenantTx, settle,
+    transaction::{Actor, Consistency, Operator},
+};
 use crate::{config::DatabaseSettings, domain::TenantId, error::Result};
 
 /// A pool of admin-role connections.
@@ -46,38 +49,16 @@ impl AdminDb {
         settle(client, outcome)
     }
 
-    /// Runs `work` in one transaction bound to `tenant`, whatever its status.
-    pub async fn with_tenant<T>(
+    /// Runs `work` in one transaction bound to `tenant`, as an operator:
+    /// whatever the tenant's status, without plan limits, with the statements
+    /// seeing what `consistency` says.
+    pub async fn transaction<T>(
         &self,
         tenant: TenantId,
+        consistency: Consistency,
         work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.db
-            .bound(Self::binding(tenant, Isolation::ReadCommitted), work)
-            .await
-    }
-
-    /// An operator's binding: any status, no plan limits, no user.
-    fn binding(tenant: TenantId, isolation: Isolation) -> Binding<'static> {
-        Binding {
-            tenant,
-            expect: Expect::Any,
-            isolation,
-            limits: None,
-            caller: None,
-        }
-    }
-
-    /// Like [`AdminDb::with_tenant`], but every statement sees the same
-    /// snapshot (`REPEATABLE READ`): an export is consistent even while the
-    /// tenant keeps writing.
-    pub async fn with_tenant_snapshot<T>(
-        &self,
-        tenant: TenantId,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.db
-            .bound(Self::binding(tenant, Isolation::RepeatableRead), work)
-            .await
+        let operator = Operator::new(tenant, consistency);
+        self.db.transaction(Actor::Operator(operator), work).await
     }
 }

@@ -21,6 +21,7 @@ use axum::{
 use crate::domain::host::CanonicalHost;
 use crate::domain::{TenantId, TenantRecord, TenantStatus};
 use crate::{
+    db::Actor,
     error::{ApiError, Result},
     limits::{Bucket, RateLimitSlot, TenantPolicy},
     startup::AppState,
@@ -50,6 +51,15 @@ impl Tenant {
     /// The limits the tenant runs under.
     pub fn policy(&self) -> &TenantPolicy {
         &self.1
+    }
+
+    /// Someone on the tenant's host without a token (sign-in, registration)
+    /// as the actor of a tenant transaction.
+    pub fn visitor(&self) -> Actor<'_> {
+        Actor::Visitor {
+            tenant: self.id(),
+            limits: self.policy().limits(),
+        }
     }
 
     /// Counts the request in `parts` against the tenant's `bucket` (429 when

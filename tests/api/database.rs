@@ -313,7 +313,7 @@ async fn a_pooled_connection_does_not_carry_a_tenant_into_the_next_checkout() {
     let tenant = tenant_handle(&unlimited(), &acme, "free");
 
     let seen = db
-        .with_tenant(&tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             Ok(tx.query("select id from notes", &[]).await?.len())
         })
         .await
@@ -342,7 +342,7 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
     let db = single_connection_db(&app);
     let tenant = tenant_handle(&unlimited(), &acme, "free");
 
-    let slow = db.with_tenant(&tenant, async |tx| {
+    let slow = db.transaction(tenant.visitor(), async |tx| {
         tx.query("select pg_sleep(1)", &[]).await?;
         Ok(())
     });
@@ -394,7 +394,7 @@ async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
     let tenant = tenant_handle(&unlimited(), &acme, "free");
 
     let failed = db
-        .with_tenant(&tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             // A unique violation aborts the transaction server-side.
             tx.execute("insert into users (tenant_id, id, username, email, password_hash) select tenant_id, id, username, email, password_hash from users", &[])
                 .await?;
@@ -404,7 +404,7 @@ async fn a_failed_tenant_transaction_does_not_poison_the_pool() {
     assert!(failed.is_err());
 
     let seen = db
-        .with_tenant(&tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             Ok(tx.query("select id from notes", &[]).await?.len())
         })
         .await;
@@ -491,7 +491,7 @@ async fn with_tenant_binds_tenant_statement_timeout_and_quotas_inside_one_transa
     let tenant = tenant_handle(&limits, &acme, "pro");
 
     let (settings, first, second) = db
-        .with_tenant(&tenant, async |tx| {
+        .transaction(tenant.visitor(), async |tx| {
             let row = tx
                 .query_one(
                     "select current_setting('app.tenant_id'), current_setting('statement_timeout'),
