@@ -24,7 +24,8 @@ use crate::{
         migrate,
     },
     error::ApiError,
-    startup::{AppState, Application},
+    startup::Application,
+    state::AppState,
 };
 
 const DEFAULT_PG_PORT: u16 = 54329;

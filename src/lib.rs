@@ -32,5 +32,6 @@ pub mod limits;
 pub mod onboarding;
 pub mod serve;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tenant;

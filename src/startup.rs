@@ -24,41 +24,20 @@ use tower_http::{
     timeout::TimeoutLayer, trace::TraceLayer,
 };
 
-use secrecy::SecretString;
-
 use crate::{
     admin::Admin,
     api::{self, middleware as mw},
     auth::{jwt::JwtKeys, password::PasswordHasher},
-    config::{CitusMode, Settings, SignupMode},
+    config::{CitusMode, Settings},
     db::{Db, audit},
     limits::Limits,
+    state::{AdminApi, AppState},
     telemetry,
     tenant::resolver::TenantResolver,
 };
 
 /// How long start-up keeps retrying an unreachable database before giving up.
 const DATABASE_STARTUP_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Everything handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub tenants: Arc<TenantResolver>,
-    pub jwt: Arc<JwtKeys>,
-    pub passwords: Arc<PasswordHasher>,
-    pub signup: Arc<SignupMode>,
-    /// The `/admin` API, when `ADMIN_DATABASE_URL` enables it.
-    pub admin: Option<Arc<AdminApi>>,
-    /// Rate limits and plan limits.
-    pub limits: Arc<Limits>,
-}
-
-/// What the `/admin` API needs: its token and the operator operations.
-pub struct AdminApi {
-    pub token: SecretString,
-    pub ops: Admin,
-}
 
 /// A server that is bound and audited, ready to run.
 pub struct Application {

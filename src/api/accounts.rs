@@ -15,13 +15,14 @@ use uuid::Uuid;
 
 use super::{extract::ApiJson, middleware::RequestId};
 use crate::{
+    api::extractors::ClientThrottle,
     audit::{self, Action, Actor, Event},
     auth::{AuthUser, password::PasswordHasher},
     db::TenantTx,
     domain::{Email, Password, Role, TenantLimits, TenantRecord, UserId, Username},
     error::{ApiError, ErrorResponse, Result, ResultExt},
-    limits::client::{ClientThrottle, Login, Register},
-    startup::AppState,
+    limits::client::{Login, Register},
+    state::AppState,
     telemetry::metrics::{self, LoginOutcome},
     tenant::{PublicTenant, Tenant},
 };

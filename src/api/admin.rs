@@ -33,7 +33,7 @@ use crate::{
     db::analytics::UsageReport,
     domain::{Plan, TenantStatus},
     error::{ApiError, ErrorResponse, Result},
-    startup::AppState,
+    state::AppState,
     tenant::Apex,
 };
 

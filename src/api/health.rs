@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::Result, startup::AppState};
+use crate::{error::Result, state::AppState};
 
 /// How long readiness waits for the database.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);

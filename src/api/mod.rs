@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod extract;
+pub mod extractors;
 pub mod health;
 pub mod middleware;
 pub mod notes;
@@ -23,7 +24,7 @@ pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// Every route of the service with its documentation, without the
 /// cross-cutting layers (see [`crate::startup`]). Routes are added only with

@@ -27,7 +27,7 @@ use crate::{
     db::TenantTx,
     domain::NoteContent,
     error::{ApiError, ErrorResponse, Result},
-    startup::AppState,
+    state::AppState,
 };
 
 const NOTE_NOT_FOUND: ApiError = ApiError::NotFound("note not found");

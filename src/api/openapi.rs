@@ -32,7 +32,7 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::ErrorResponse, startup::AppState};
+use crate::{error::ErrorResponse, state::AppState};
 
 /// The extension that says which hosts serve an operation.
 pub const HOST_EXTENSION: &str = "x-tenantry-host";

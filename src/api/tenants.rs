@@ -20,15 +20,16 @@ use super::{
     middleware::RequestId,
 };
 use crate::{
+    api::extractors::ClientThrottle,
     audit::Actor,
     auth::bearer_token,
     config::SignupMode,
     db,
     domain::{Plan, Role, Slug, TenantId, TenantName, TenantRecord, TenantStatus, UserId},
     error::{ApiError, ErrorResponse, Result},
-    limits::client::{ClientThrottle, Onboarding},
+    limits::client::Onboarding,
     onboarding::{FirstRows, Onboarder, SLUG_RESERVED, write_first_rows},
-    startup::AppState,
+    state::AppState,
     tenant::Apex,
 };
 

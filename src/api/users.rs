@@ -20,7 +20,7 @@ use crate::{
     auth::AuthUser,
     db::TenantTx,
     error::{ApiError, ErrorResponse, Result},
-    startup::AppState,
+    state::AppState,
 };
 
 /// `/api/users`, `/api/users/{id}` and `/api/audit`.

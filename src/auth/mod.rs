@@ -1,26 +1,14 @@
 //! Who is calling: password hashing ([`password`]), access tokens ([`jwt`]),
-//! and the [`AuthUser`] extractor that handlers of a user's data declare.
-//!
-//! [`AuthUser`] first resolves the [`Tenant`] from the Host (so an unknown or
-//! suspended tenant is answered before any token is looked at), then verifies
-//! the bearer token for exactly that tenant. Every failure is the same 401 to
-//! the client; the reason is logged at debug level.
+//! and [`AuthUser`], a signed-in user of a tenant, with the tenant
+//! transactions it may act in. The extractor that verifies the bearer token
+//! for the request's tenant is in `api/extractors.rs`.
 
 pub mod jwt;
 pub mod password;
 
 use crate::domain::{Role, UserId};
-use crate::{
-    db::Actor,
-    error::{ApiError, Result},
-    limits::Bucket,
-    startup::AppState,
-    tenant::Tenant,
-};
-use axum::{
-    extract::FromRequestParts,
-    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
-};
+use crate::{db::Actor, tenant::Tenant};
+use axum::http::{HeaderMap, header::AUTHORIZATION};
 
 /// An authenticated user of the request's tenant.
 #[derive(Debug, Clone)]
@@ -28,32 +16,6 @@ pub struct AuthUser {
     pub tenant: Tenant,
     pub id: UserId,
     pub role: Role,
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let tenant = Tenant::from_request_parts(parts, state).await?;
-        let token = bearer_token(&parts.headers).ok_or_else(|| {
-            tracing::debug!("missing or malformed Authorization header");
-            ApiError::Unauthorized
-        })?;
-        let claims = state.jwt.verify(token, tenant.id()).map_err(|reason| {
-            tracing::debug!(?reason, tenant.id = %tenant.id(), "access token rejected");
-            ApiError::Unauthorized
-        })?;
-        // Only now, with a valid token, does the request count against the
-        // tenant's rate: nobody can use up its users' budget without one.
-        tenant.charge(parts, Bucket::SignedIn)?;
-        let id = UserId::from_uuid(claims.sub);
-        tracing::Span::current().record("enduser.id", tracing::field::display(id));
-        Ok(Self {
-            tenant,
-            id,
-            role: claims.role,
-        })
-    }
 }
 
 impl AuthUser {

@@ -86,7 +86,7 @@ impl Db {
             .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("readiness check timed out")))?
     }
 
-    /// Forgets idle tenants' shares of the pool (see [`share`]).
+    /// Forgets idle tenants' shares of the pool (see `db/share.rs`).
     pub fn sweep_idle_shares(&self) {
         self.shares.sweep();
     }

@@ -18,18 +18,14 @@
 //! clients are keyed by their /64, which one subscriber usually holds whole.
 
 use std::{
-    marker::PhantomData,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
-use axum::{
-    extract::{ConnectInfo, FromRequestParts},
-    http::{HeaderMap, request::Parts},
-};
+use axum::http::HeaderMap;
 
-use super::{RateLimitSlot, RequestLimiter};
-use crate::{config::ClientLimitSettings, error::ApiError, startup::AppState};
+use super::RequestLimiter;
+use crate::{config::ClientLimitSettings, error::ApiError};
 
 /// A costly route that clients are limited on, each in its own bucket.
 pub trait CostlyRoute {
@@ -163,32 +159,6 @@ fn client_key(address: IpAddr) -> IpAddr {
             IpAddr::V6(Ipv6Addr::from(prefix))
         }
         v4 @ IpAddr::V4(_) => v4,
-    }
-}
-
-/// Extracting this counts the request against the client's bucket for
-/// route `R`, and refuses it with a 429 once the bucket is empty. Handlers
-/// list it before anything that touches the database, so a refused request
-/// does no database work at all.
-#[derive(Debug)]
-pub struct ClientThrottle<R>(PhantomData<R>);
-
-impl<R: CostlyRoute> FromRequestParts<AppState> for ClientThrottle<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| *peer);
-        let status = state
-            .limits
-            .clients()
-            .admit(R::NAME, &parts.headers, peer)?;
-        if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
-            slot.record(status);
-        }
-        Ok(Self(PhantomData))
     }
 }
 

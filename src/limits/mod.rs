@@ -4,7 +4,7 @@
 //! | limit                              | keyed by        | enforced                                   | answer |
 //! |------------------------------------|-----------------|--------------------------------------------|--------|
 //! | requests per second and burst      | tenant          | once the token is verified ([`crate::auth::AuthUser`]); sign-in and registration in a bucket of their own ([`crate::tenant::PublicTenant`]); before any tenant transaction | 429 `rate_limited` |
-//! | login, register, onboarding        | client address  | [`client::ClientThrottle`], before the tenant is even looked up | 429 `rate_limited` |
+//! | login, register, onboarding        | client address  | `ClientThrottle` (`api/extractors.rs`), before the tenant is even looked up | 429 `rate_limited` |
 //! | concurrent tenant transactions     | tenant          | [`crate::db::Db::transaction`]             | 429 `tenant_busy` |
 //! | `statement_timeout`                | transaction     | [`crate::db::Db::transaction`]             | 503 `unavailable` |
 //! | most users, most notes             | tenant          | a trigger, atomically (V3 migration)       | 403 `quota_exceeded` |
