@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    api::paging::Page,
     db::TenantTx,
     domain::UserId,
     error::{ApiError, Result},
+    paging::Page,
 };
 
 /// Who acted.

@@ -17,7 +17,8 @@ use anyhow::Context;
 use tokio_postgres::NoTls;
 
 use crate::{
-    api::{accounts::NewUserRequest, tenants::OnboardingRequest},
+    accounts::NewUserRequest,
+    api::tenants::OnboardingRequest,
     config::{ProcessEnv, Settings, Source},
     db::{
         local::{self, LocalCluster},

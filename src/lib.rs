@@ -18,6 +18,7 @@
 //! error type), [`telemetry`] (logs), [`cli`] (`serve`, `migrate`, `dev`),
 //! [`dev`] (local development).
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod audit;
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod onboarding;
+pub mod paging;
 pub mod serve;
 pub mod startup;
 pub mod state;

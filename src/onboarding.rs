@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    api::accounts::NewUser,
+    accounts::NewUser,
     audit::Actor,
     db::TenantTx,
     domain::{DomainName, Plan, Slug, TenantName},

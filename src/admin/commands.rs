@@ -23,15 +23,13 @@ use super::{
     transfer::{ExportSummary, ImportTarget},
 };
 use crate::{
-    api::{
-        accounts::NewUserRequest,
-        paging::{Cursor, Page},
-    },
+    accounts::NewUserRequest,
     auth::password::PasswordHasher,
     config::CliOpsSettings,
     db::analytics::AnalyticsDb,
     domain::{Plan, Slug, TenantStatus},
     error::ApiError,
+    paging::{Cursor, Page},
 };
 
 /// How the platform audit log names the CLI.

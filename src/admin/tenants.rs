@@ -11,14 +11,10 @@ use super::{
     domains::{DomainBody, random_token},
 };
 use crate::{
-    api::{
-        accounts::{NewUser, NewUserRequest, UserBody},
-        paging::Page,
-    },
+    accounts::{NewUser, NewUserRequest, UserBody},
     audit::{self, Action, Actor, Event},
     auth::password::PasswordHasher,
-    db::Consistency,
-    db::TenantTx,
+    db::{Consistency, TenantTx},
     domain::{
         DomainName, Plan, Role, Slug, TenantId, TenantName, TenantStatus, UserId, host::BaseDomain,
     },
@@ -27,6 +23,7 @@ use crate::{
         FirstRows, KEY_IN_USE, Onboarder, OperatorExtras, SLUG_RESERVED, SLUG_TAKEN,
         write_first_rows,
     },
+    paging::Page,
 };
 
 /// A validated request to create a tenant.

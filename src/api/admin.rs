@@ -20,8 +20,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     extract::{ApiJson, ApiPath},
     middleware::RequestId,
-    paging::{Page, PageQuery},
 };
+
+use crate::paging::{Page, PageQuery};
 use crate::{
     admin::{
         Admin, TenantSummary,

@@ -18,7 +18,6 @@ pub mod health;
 pub mod middleware;
 pub mod notes;
 pub mod openapi;
-pub mod paging;
 pub mod tenants;
 pub mod users;
 

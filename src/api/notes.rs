@@ -19,8 +19,9 @@ use uuid::Uuid;
 use super::{
     extract::{ApiJson, ApiPath},
     middleware::RequestId,
-    paging::{Page, PageQuery},
 };
+
+use crate::paging::{Page, PageQuery};
 use crate::{
     audit::{self, Action, Actor, Event},
     auth::AuthUser,

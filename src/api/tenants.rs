@@ -14,11 +14,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{
-    accounts::{NewUserRequest, UserBody},
-    extract::ApiJson,
-    middleware::RequestId,
-};
+use super::{extract::ApiJson, middleware::RequestId};
+
+use crate::accounts::{NewUserRequest, UserBody};
 use crate::{
     api::extractors::ClientThrottle,
     audit::Actor,

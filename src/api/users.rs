@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{
+use super::{extract::ApiPath, middleware::RequestId};
+
+use crate::{
     accounts::UserBody,
-    extract::ApiPath,
-    middleware::RequestId,
     paging::{Page, PageQuery},
 };
 use crate::{

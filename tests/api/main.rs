@@ -17,6 +17,7 @@ mod domains;
 mod helpers;
 mod hosts;
 mod input;
+mod layers;
 mod lifecycle;
 mod limits;
 mod matrix;
