@@ -1,4 +1,7 @@
-//! Writing a new tenant's first rows: its registry row, its owner, its first
+//! Creating a tenant, the one use case behind sign-up (`POST /api/tenants`)
+//! and the operators' commands (`tenantry tenants create`,
+//! `POST /admin/tenants`): [`NewTenant::parse`] validates what both take,
+//! and [`onboard`] writes the tenant's registry row, its owner, its first
 //! audit events and, for operators, a pending custom domain.
 //!
 //! One statement does all of it, in a transaction already bound to the new
@@ -14,10 +17,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    accounts::NewUser,
+    accounts::{NewUser, NewUserRequest, UserBody},
     audit::Actor,
-    db::TenantTx,
-    domain::{DomainName, Plan, Slug, TenantName},
+    auth::password::PasswordHasher,
+    db::{self, Consistency, Db, TenantTx, admin::AdminDb},
+    domain::{DomainName, Plan, Role, Slug, TenantId, TenantLimits, TenantName, UserId},
     error::{ApiError, Result, ResultExt},
 };
 
@@ -29,6 +33,114 @@ pub const SLUG_RESERVED: &str = "this slug is not available";
 pub const KEY_IN_USE: &str = "this idempotency key is in use";
 /// 409 for a custom domain any tenant has.
 pub const DOMAIN_TAKEN: &str = "this domain is already registered";
+
+/// A tenant to create, validated: what sign-up and operators both give.
+pub struct NewTenant {
+    /// Made here, so that callers know it before the tenant exists.
+    pub id: TenantId,
+    pub slug: Slug,
+    pub name: TenantName,
+    /// The first user, an owner (not `Debug`: it holds a password hash).
+    pub owner: NewUser,
+}
+
+impl NewTenant {
+    /// Validates the slug, the name and the owner (a 422 naming the first
+    /// bad field), and hashes the owner's password.
+    pub async fn parse(
+        slug: &str,
+        name: &str,
+        owner: NewUserRequest,
+        hasher: &PasswordHasher,
+    ) -> Result<Self> {
+        let slug = Slug::parse(slug).map_err(|m| ApiError::invalid("slug", m))?;
+        let name = TenantName::parse(name).map_err(|m| ApiError::invalid("name", m))?;
+        let owner = owner.validate(hasher, "owner.", Role::Owner).await?;
+        Ok(Self {
+            id: TenantId::from_uuid(Uuid::now_v7()),
+            slug,
+            name,
+            owner,
+        })
+    }
+}
+
+/// Where a tenant is created, and by whom.
+pub enum Registrar<'a> {
+    /// Sign-up over the API, as the runtime role, within the default plan's
+    /// limits (`limits`); recorded as `by` (`anonymous`, or `system` when the
+    /// admin token authorised it).
+    SignUp {
+        db: &'a Db,
+        limits: &'a TenantLimits,
+        by: Actor,
+    },
+    /// An operator, as the admin role, with what only operators may add.
+    Operator {
+        db: &'a AdminDb,
+        extras: OperatorExtras<'a>,
+    },
+}
+
+/// A tenant just created.
+#[derive(Debug)]
+pub struct Onboarded {
+    pub id: TenantId,
+    pub owner: UserBody,
+    pub written: Written,
+}
+
+/// Creates `tenant` with its owner (and an operator's extras) in one
+/// transaction bound to the new tenant from its first statement: all of it
+/// exists afterwards, or none of it. A reserved or taken slug is a 409.
+pub async fn onboard(
+    tenant: &NewTenant,
+    registrar: Registrar<'_>,
+    request_id: Option<&str>,
+) -> Result<Onboarded> {
+    if tenant.slug.is_reserved() {
+        return Err(ApiError::Conflict(SLUG_RESERVED));
+    }
+    let id = tenant.id;
+    let (transaction, by) = match registrar {
+        Registrar::SignUp { db, limits, by } => {
+            (Transaction::SignUp(db, limits), Onboarder::SignUp(by))
+        }
+        Registrar::Operator { db, extras } => {
+            (Transaction::Operator(db), Onboarder::Operator(extras))
+        }
+    };
+    let first = FirstRows {
+        slug: &tenant.slug,
+        name: &tenant.name,
+        owner_id: Uuid::now_v7(),
+        owner: &tenant.owner,
+        by,
+    };
+    let write = async |tx: &TenantTx<'_>| write_first_rows(tx, &first, request_id).await;
+    let written = match transaction {
+        Transaction::SignUp(db, limits) => {
+            let founder = db::Actor::Founder { tenant: id, limits };
+            db.transaction(founder, write).await?
+        }
+        Transaction::Operator(db) => db.transaction(id, Consistency::PerStatement, write).await?,
+    };
+    let owner = UserBody {
+        id: UserId::from_uuid(first.owner_id),
+        username: tenant.owner.username.as_str().to_owned(),
+        email: tenant.owner.email.as_str().to_owned(),
+        role: Role::Owner,
+        created_at: written.owner_created_at,
+    };
+    tracing::info!(tenant.id = %id, tenant.slug = %tenant.slug, "tenant onboarded");
+    Ok(Onboarded { id, owner, written })
+}
+
+/// The transaction a registrar writes in.
+enum Transaction<'a> {
+    SignUp(&'a Db, &'a TenantLimits),
+    Operator(&'a AdminDb),
+}
 
 /// What operators may add to a tenant at creation.
 #[derive(Debug, Default)]
@@ -43,7 +155,7 @@ pub struct OperatorExtras<'a> {
 
 /// Who onboards, and with what.
 #[derive(Debug)]
-pub enum Onboarder<'a> {
+enum Onboarder<'a> {
     /// Sign-up over the API: the default plan, nothing else; recorded as
     /// `anonymous` (open sign-up) or `system` (authorised by the admin token).
     SignUp(Actor),
@@ -52,12 +164,12 @@ pub enum Onboarder<'a> {
 }
 
 /// A tenant's first rows to write (not `Debug`: it holds a password hash).
-pub struct FirstRows<'a> {
-    pub slug: &'a Slug,
-    pub name: &'a TenantName,
-    pub owner_id: Uuid,
-    pub owner: &'a NewUser,
-    pub by: Onboarder<'a>,
+struct FirstRows<'a> {
+    slug: &'a Slug,
+    name: &'a TenantName,
+    owner_id: Uuid,
+    owner: &'a NewUser,
+    by: Onboarder<'a>,
 }
 
 /// When each row was created.
@@ -70,7 +182,7 @@ pub struct Written {
 
 /// Writes `rows` for `tx`'s tenant, all in one statement. A taken or
 /// reserved slug, a taken idempotency key or domain are 409s.
-pub async fn write_first_rows(
+async fn write_first_rows(
     tx: &TenantTx<'_>,
     rows: &FirstRows<'_>,
     request_id: Option<&str>,

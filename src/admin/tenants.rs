@@ -4,34 +4,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::{
     Admin, TENANT_COLUMNS, TenantSummary,
     domains::{DomainBody, random_token},
 };
 use crate::{
-    accounts::{NewUser, NewUserRequest, UserBody},
+    accounts::{NewUserRequest, UserBody},
     audit::{self, Action, Actor, Event},
     auth::password::PasswordHasher,
     db::{Consistency, TenantTx},
-    domain::{
-        DomainName, Plan, Role, Slug, TenantId, TenantName, TenantStatus, UserId, host::BaseDomain,
-    },
+    domain::{DomainName, Plan, TenantStatus, host::BaseDomain},
     error::{ApiError, Result},
-    onboarding::{
-        FirstRows, KEY_IN_USE, Onboarder, OperatorExtras, SLUG_RESERVED, SLUG_TAKEN,
-        write_first_rows,
-    },
+    onboarding::{self, KEY_IN_USE, OperatorExtras, Registrar, SLUG_TAKEN},
     paging::Page,
 };
 
 /// A validated request to create a tenant.
 pub struct NewTenant {
-    pub slug: Slug,
-    pub name: TenantName,
+    /// Slug, name and owner, as sign-up takes them.
+    pub tenant: onboarding::NewTenant,
     pub plan: Plan,
-    pub owner: NewUser,
     pub domain: Option<DomainName>,
     /// A client-supplied key: the same key with the same request returns the
     /// tenant it created, instead of failing on the taken slug.
@@ -76,50 +69,34 @@ impl Admin {
         new: NewTenant,
         request_id: Option<&str>,
     ) -> Result<CreatedTenant> {
-        if new.slug.is_reserved() {
-            return Err(ApiError::Conflict(SLUG_RESERVED));
-        }
         if let Some(key) = &new.idempotency_key
             && let Some(found) = self.replay(key, &new.request_sha256).await?
         {
             return Ok(found);
         }
-        let id = TenantId::from_uuid(Uuid::now_v7());
         let token = new.domain.as_ref().map(|_| random_token()).transpose()?;
-        let first = FirstRows {
-            slug: &new.slug,
-            name: &new.name,
-            owner_id: Uuid::now_v7(),
-            owner: &new.owner,
-            by: Onboarder::Operator(OperatorExtras {
+        let registrar = Registrar::Operator {
+            db: &self.db,
+            extras: OperatorExtras {
                 plan: Some(new.plan),
                 idempotency_key: new.idempotency_key.as_deref(),
                 request_sha256: Some(&new.request_sha256),
                 domain: new.domain.as_ref().zip(token.as_deref()),
-            }),
+            },
         };
-        let created = self
-            .db
-            .transaction(id, Consistency::PerStatement, async |tx| {
-                write_first_rows(tx, &first, request_id).await
-            })
+        let tenant = &new.tenant;
+        let created = onboarding::onboard(tenant, registrar, request_id)
             .await
-            .map(|written| CreatedTenant {
+            .map(|onboarded| CreatedTenant {
                 tenant: TenantSummary {
-                    id,
-                    slug: new.slug.to_string(),
-                    name: new.name.as_str().to_owned(),
+                    id: onboarded.id,
+                    slug: tenant.slug.to_string(),
+                    name: tenant.name.as_str().to_owned(),
                     plan: new.plan.as_str().to_owned(),
                     status: TenantStatus::Active,
-                    created_at: written.tenant_created_at,
+                    created_at: onboarded.written.tenant_created_at,
                 },
-                owner: UserBody {
-                    id: UserId::from_uuid(first.owner_id),
-                    username: new.owner.username.as_str().to_owned(),
-                    email: new.owner.email.as_str().to_owned(),
-                    role: Role::Owner,
-                    created_at: written.owner_created_at,
-                },
+                owner: onboarded.owner,
                 domain: new
                     .domain
                     .as_ref()
@@ -340,8 +317,6 @@ impl NewTenantRequest {
                 "an idempotency key is 1-200 printable ASCII characters",
             ));
         }
-        let slug = Slug::parse(&self.slug).map_err(|m| ApiError::invalid("slug", m))?;
-        let name = TenantName::parse(&self.name).map_err(|m| ApiError::invalid("name", m))?;
         let plan = self
             .plan
             .as_deref()
@@ -354,7 +329,10 @@ impl NewTenantRequest {
             .as_deref()
             .map(|raw| super::domains::new_domain(raw, base_domain))
             .transpose()?;
-        let owner = self.owner.validate(hasher, "owner.", Role::Owner).await?;
+        // Slug, name and owner last: the owner's password is hashed.
+        let tenant =
+            onboarding::NewTenant::parse(&self.slug, &self.name, self.owner, hasher).await?;
+        let (slug, name, owner) = (&tenant.slug, &tenant.name, &tenant.owner);
         // Of the validated, canonical values, so that `"plan": "free"` and no
         // plan are the same request. The password is left out: the digest is
         // stored, and a digest of a password is a way to guess it; a replay
@@ -371,11 +349,9 @@ impl NewTenantRequest {
             .to_string(),
         );
         Ok(NewTenant {
-            slug,
-            name,
+            tenant,
             plan,
             domain,
-            owner,
             idempotency_key,
             request_sha256: digest.iter().map(|byte| format!("{byte:02x}")).collect(),
         })

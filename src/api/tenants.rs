@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::{extract::ApiJson, middleware::RequestId};
 
@@ -22,11 +21,10 @@ use crate::{
     audit::Actor,
     auth::bearer_token,
     config::SignupMode,
-    db,
-    domain::{Plan, Role, Slug, TenantId, TenantName, TenantRecord, TenantStatus, UserId},
+    domain::{Plan, TenantRecord, TenantStatus},
     error::{ApiError, ErrorResponse, Result},
     limits::client::Onboarding,
-    onboarding::{FirstRows, Onboarder, SLUG_RESERVED, write_first_rows},
+    onboarding::{self, NewTenant, Registrar},
     state::AppState,
     tenant::Apex,
 };
@@ -162,11 +160,6 @@ pub async fn onboard(
     by: Actor,
     request_id: Option<&str>,
 ) -> Result<OnboardingBody> {
-    let slug = Slug::parse(&body.slug).map_err(|m| ApiError::invalid("slug", m))?;
-    if slug.is_reserved() {
-        return Err(ApiError::Conflict(SLUG_RESERVED));
-    }
-    let name = TenantName::parse(&body.name).map_err(|m| ApiError::invalid("name", m))?;
     // Anyone may sign up (with open sign-up): what they get is the default
     // plan, and only an operator moves a tenant to another.
     let plan = body
@@ -178,49 +171,27 @@ pub async fn onboard(
     if plan.is_some_and(|plan| plan != Plan::default()) {
         return Err(ApiError::invalid("plan", SIGNUP_PLAN_ONLY));
     }
-    let owner = body
-        .owner
-        .validate(&state.passwords, "owner.", Role::Owner)
-        .await?;
-    let tenant = TenantRecord {
-        id: TenantId::from_uuid(Uuid::now_v7()),
-        slug: slug.to_string(),
-        name: name.as_str().to_owned(),
+    let tenant = NewTenant::parse(&body.slug, &body.name, body.owner, &state.passwords).await?;
+    let record = TenantRecord {
+        id: tenant.id,
+        slug: tenant.slug.to_string(),
+        name: tenant.name.as_str().to_owned(),
         plan: Plan::default().as_str().to_owned(),
         status: TenantStatus::Active,
     };
-    let first = FirstRows {
-        slug: &slug,
-        name: &name,
-        owner_id: Uuid::now_v7(),
-        owner: &owner,
-        by: Onboarder::SignUp(by),
-    };
-    let policy = state.limits.policy(&tenant);
-    let founder = db::Actor::Founder {
-        tenant: tenant.id,
+    let policy = state.limits.policy(&record);
+    let registrar = Registrar::SignUp {
+        db: &state.db,
         limits: policy.limits(),
+        by,
     };
-    let written = state
-        .db
-        .transaction(founder, async |tx| {
-            write_first_rows(tx, &first, request_id).await
-        })
-        .await?;
-    let owner = UserBody {
-        id: UserId::from_uuid(first.owner_id),
-        username: owner.username.as_str().to_owned(),
-        email: owner.email.as_str().to_owned(),
-        role: Role::Owner,
-        created_at: written.owner_created_at,
-    };
-    tracing::info!(tenant.id = %tenant.id, tenant.slug = %tenant.slug, "tenant onboarded");
-    let host = format!("{}.{}", tenant.slug, state.tenants.base_domain());
+    let onboarded = onboarding::onboard(&tenant, registrar, request_id).await?;
+    let host = format!("{}.{}", record.slug, state.tenants.base_domain());
     // This instance may have cached "no such tenant" for the host a moment ago.
     state.tenants.forget(&host);
     Ok(OnboardingBody {
-        tenant,
+        tenant: record,
         host,
-        owner,
+        owner: onboarded.owner,
     })
 }

@@ -406,3 +406,64 @@ async fn the_database_itself_refuses_reserved_slugs_and_operator_actors_from_the
     );
     assert_eq!(tenant_count(&app).await, 0);
 }
+
+#[tokio::test]
+async fn sign_up_and_operators_create_tenants_through_the_same_checks() {
+    let app = spawn_app().await;
+    let operator = |body: &Value| {
+        app.post(BASE_DOMAIN, "/admin/tenants")
+            .bearer_auth(crate::helpers::ADMIN_API_TOKEN)
+            .json(body)
+    };
+    let sign_up = |body: &Value| app.post(BASE_DOMAIN, "/api/tenants").json(body);
+    for (door, slug) in [("sign-up", "initech"), ("operator", "umbrella")] {
+        let send = |body: &Value| match door {
+            "sign-up" => sign_up(body),
+            _ => operator(body),
+        };
+        // The same refusals, with the same messages.
+        let reserved = send(&request("www")).send().await.unwrap();
+        assert_eq!(reserved.status(), StatusCode::CONFLICT, "{door}");
+        let body: Value = reserved.json().await.unwrap();
+        assert_eq!(
+            body["error"]["message"], "this slug is not available",
+            "{door}"
+        );
+        let mut bad = request(slug);
+        bad["owner"]["email"] = json!("not-an-email");
+        let refused = send(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{door}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "owner.email", "{door}");
+
+        // The same tenant: its owner signs in, and the trail says who made it.
+        let created = send(&request(slug)).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED, "{door}");
+        let taken = send(&request(slug)).send().await.unwrap();
+        let body: Value = taken.json().await.unwrap();
+        assert_eq!(
+            body["error"]["message"], "this slug is already taken",
+            "{door}"
+        );
+        let host = format!("{slug}.{BASE_DOMAIN}");
+        app.login(&host, "peter", "peter-password").await;
+        let actions: Vec<String> = app
+            .admin
+            .query(
+                "select e.action from audit_events e join tenants t on t.id = e.tenant_id
+                 where t.slug = $1 order by e.action",
+                &[&slug],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            actions,
+            ["login.succeeded", "tenant.created", "user.registered"],
+            "{door}"
+        );
+    }
+    assert_eq!(tenant_count(&app).await, 2);
+}
