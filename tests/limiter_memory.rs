@@ -55,7 +55,7 @@ fn tenant(id: Uuid) -> TenantRecord {
         id: TenantId::from_uuid(id),
         slug: "acme".to_owned(),
         name: "Acme".to_owned(),
-        plan: "free".to_owned(),
+        plan: tenantry::domain::Plan::Free,
         status: TenantStatus::Active,
     }
 }

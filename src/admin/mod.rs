@@ -58,8 +58,7 @@ pub struct TenantSummary {
     pub slug: String,
     #[schema(example = "Acme Corporation")]
     pub name: String,
-    #[schema(value_type = Plan)]
-    pub plan: String,
+    pub plan: Plan,
     pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -75,7 +74,7 @@ impl TenantSummary {
             id: TenantId::from_uuid(row.try_get("id")?),
             slug: row.try_get("slug")?,
             name: row.try_get("name")?,
-            plan: row.try_get("plan")?,
+            plan: Plan::from_db(row.try_get("plan")?)?,
             status: TenantStatus::from_db(&status)?,
             created_at: row.try_get("created_at")?,
         })

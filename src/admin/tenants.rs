@@ -92,7 +92,7 @@ impl Admin {
                     id: onboarded.id,
                     slug: tenant.slug.to_string(),
                     name: tenant.name.as_str().to_owned(),
-                    plan: new.plan.as_str().to_owned(),
+                    plan: new.plan,
                     status: TenantStatus::Active,
                     created_at: onboarded.written.tenant_created_at,
                 },

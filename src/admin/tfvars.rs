@@ -34,7 +34,7 @@ use crate::error::Result;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryTenant {
     pub slug: String,
-    pub plan: String,
+    pub plan: crate::domain::Plan,
     /// Verified custom domains, sorted.
     pub custom_domains: Vec<String>,
 }
@@ -69,7 +69,7 @@ impl Admin {
             custom_domains.sort();
             registry.push(RegistryTenant {
                 slug: tenant.slug.clone(),
-                plan: tenant.plan.clone(),
+                plan: tenant.plan,
                 custom_domains,
             });
         }
@@ -165,7 +165,7 @@ mod tests {
     fn tenant(slug: &str, plan: &str, domains: &[&str]) -> RegistryTenant {
         RegistryTenant {
             slug: slug.to_owned(),
-            plan: plan.to_owned(),
+            plan: crate::domain::Plan::parse(plan).unwrap(),
             custom_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
         }
     }

@@ -176,7 +176,7 @@ pub async fn onboard(
         id: tenant.id,
         slug: tenant.slug.to_string(),
         name: tenant.name.as_str().to_owned(),
-        plan: Plan::default().as_str().to_owned(),
+        plan: Plan::default(),
         status: TenantStatus::Active,
     };
     let policy = state.limits.policy(&record);

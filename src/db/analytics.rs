@@ -31,8 +31,7 @@ pub struct TenantUsage {
     pub tenant_id: TenantId,
     #[schema(example = "acme")]
     pub slug: String,
-    #[schema(value_type = crate::domain::Plan)]
-    pub plan: String,
+    pub plan: crate::domain::Plan,
     pub status: TenantStatus,
     pub users: i64,
     pub notes: i64,
@@ -106,7 +105,7 @@ fn usage_from_row(row: &Row) -> Result<TenantUsage> {
     Ok(TenantUsage {
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id")?),
         slug: row.try_get("slug")?,
-        plan: row.try_get("plan")?,
+        plan: crate::domain::Plan::from_db(row.try_get("plan")?)?,
         status: TenantStatus::from_db(&status)?,
         users: row.try_get("users")?,
         notes: row.try_get("notes")?,

@@ -119,7 +119,8 @@ impl TenantName {
 /// A subscription plan: what limits and quotas a tenant gets (see
 /// [`crate::limits`]). The set of names is fixed by a CHECK constraint on
 /// `tenants.plan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 #[schema(rename_all = "lowercase")]
 pub enum Plan {
     #[default]
@@ -140,6 +141,12 @@ impl Plan {
             "enterprise" => Ok(Self::Enterprise),
             _ => Err("plan must be one of: free, pro, enterprise"),
         }
+    }
+
+    /// Reads `tenants.plan`, whose CHECK constraint admits only the known
+    /// names: anything else is a database we do not understand, not input.
+    pub fn from_db(value: &str) -> anyhow::Result<Self> {
+        Self::parse(value).map_err(|_| anyhow::anyhow!("unknown plan {value:?} in the registry"))
     }
 
     /// The plan's name as stored.
@@ -204,8 +211,7 @@ pub struct TenantRecord {
     pub slug: String,
     #[schema(example = "Acme Corporation")]
     pub name: String,
-    #[schema(value_type = crate::domain::Plan)]
-    pub plan: String,
+    pub plan: Plan,
     pub status: TenantStatus,
 }
 

@@ -137,13 +137,9 @@ impl Limits {
     }
 
     /// The policy of the tenant `record` describes: its override if it has
-    /// one, else its plan's. An unknown plan name (impossible while the
-    /// registry's check constraint holds) gets the smallest plan.
+    /// one, else its plan's.
     pub fn policy(&self, record: &TenantRecord) -> Arc<TenantPolicy> {
-        let plan = Plan::parse(&record.plan).unwrap_or_else(|_| {
-            tracing::error!(plan = %record.plan, tenant.id = %record.id, "unknown plan; applying the free plan's limits");
-            Plan::Free
-        });
+        let plan = record.plan;
         self.tenants
             .get(&record.slug)
             .and_then(|by_plan| by_plan.get(&plan))

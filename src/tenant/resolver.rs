@@ -174,7 +174,7 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord> {
         id: TenantId::from_uuid(row.try_get("id")?),
         slug: row.try_get("slug")?,
         name: row.try_get("name")?,
-        plan: row.try_get("plan")?,
+        plan: crate::domain::Plan::from_db(row.try_get("plan")?)?,
         status: TenantStatus::from_db(&status)?,
     })
 }

@@ -246,7 +246,7 @@ pub fn tenant_handle(settings: &LimitSettings, tenant: &TestTenant, plan: &str) 
         id: TenantId::from_uuid(tenant.id),
         slug: tenant.slug.clone(),
         name: format!("{} Inc.", tenant.slug),
-        plan: plan.to_owned(),
+        plan: tenantry::domain::Plan::parse(plan).expect("a plan"),
         status: TenantStatus::Active,
     };
     let policy = Limits::new(settings).policy(&record);
