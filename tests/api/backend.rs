@@ -99,10 +99,32 @@ impl Backend {
             .expect("create test database");
     }
 
-    /// Nothing to do at once: a clone costs nothing while it waits, and
-    /// test databases are swept an hour later (a failed test's is there to
-    /// look at).
-    pub fn release_database(&self, _superuser: &Config, _name: &str) {}
+    /// Drops database `name` once its test is done with it, unless the test
+    /// failed: a failed test's database stays to be looked at, and is swept
+    /// an hour later. Blocking, on a thread of its own (the caller is a
+    /// `Drop` inside the test's runtime).
+    pub fn release_database(&self, superuser: &Config, name: &str) {
+        if std::thread::panicking() {
+            return;
+        }
+        let superuser = superuser.clone();
+        let statement = format!("drop database if exists \"{name}\" with (force)");
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the database");
+            runtime.block_on(async {
+                let (client, connection) = superuser.connect(NoTls).await?;
+                tokio::spawn(connection);
+                client.batch_execute(&statement).await
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop the test database {name}: {error}");
+        }
+    }
 }
 
 /// Migrates a scratch database as the owner role, then publishes it under

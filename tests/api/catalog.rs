@@ -155,7 +155,7 @@ async fn violations(client: &Client, check: &str, role: Option<&str>) -> Vec<Str
 
 /// The migrated schema passes `check`; each plant makes it report `expected`.
 pub(crate) async fn holds_and_catches(
-    cluster: &TestCluster,
+    cluster: &'static TestCluster,
     check: &str,
     role: Option<&str>,
     plants: &[(&str, &str)],

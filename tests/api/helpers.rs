@@ -120,17 +120,17 @@ impl TestCluster {
     }
 
     /// A new, empty database owned by the owner role (not migrated).
-    pub async fn empty_database(&self) -> String {
+    pub async fn empty_database(&'static self) -> TestDatabase {
         self.new_database(false).await
     }
 
     /// A new database, migrated as the owner role (and, on Citus,
     /// distributed as docs/CITUS.md says).
-    pub async fn migrated_database(&self) -> String {
+    pub async fn migrated_database(&'static self) -> TestDatabase {
         self.new_database(true).await
     }
 
-    async fn new_database(&self, migrated: bool) -> String {
+    async fn new_database(&'static self, migrated: bool) -> TestDatabase {
         let created = unix_seconds();
         let name = format!(
             "test_{created}_{}",
@@ -139,7 +139,10 @@ impl TestCluster {
         self.backend
             .new_database(&self.superuser, &name, migrated)
             .await;
-        name
+        TestDatabase {
+            name,
+            cluster: self,
+        }
     }
 
     /// Where the databases live (the engine-specific part of the harness).
@@ -163,6 +166,33 @@ pub fn unix_seconds() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
+}
+
+/// A test's own database, dropped when the test is done with it (see
+/// `release_database`). Reads as its name.
+pub struct TestDatabase {
+    name: String,
+    cluster: &'static TestCluster,
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.cluster.release_database(&self.name);
+    }
 }
 
 /// Connects and drives the connection in the background.
@@ -276,7 +306,7 @@ pub struct TestApp {
     /// The admin token when the app runs with `SIGNUP_MODE=admin`.
     pub admin_token: Option<String>,
     pub port: u16,
-    pub dbname: String,
+    pub dbname: TestDatabase,
     pub cluster: &'static TestCluster,
     /// Superuser on this test's database: bypasses RLS.
     pub admin: Client,
@@ -332,12 +362,6 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.cluster.release_database(&self.dbname);
     }
 }
 

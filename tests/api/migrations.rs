@@ -157,7 +157,7 @@ async fn every_run_restores_the_declared_grants() {
 
 /// One test's database, with a superuser and an owner connection to it.
 struct Fixture {
-    dbname: String,
+    dbname: crate::helpers::TestDatabase,
     admin: Client,
     owner: Client,
 }
@@ -224,7 +224,11 @@ fn all_versions() -> Vec<i32> {
 
 #[tokio::test]
 async fn status_of_an_empty_database_has_everything_pending_and_creates_nothing() {
-    let Fixture { admin, owner, .. } = fixture(false).await;
+    let Fixture {
+        admin,
+        owner,
+        dbname: _dbname,
+    } = fixture(false).await;
     let before = schema_snapshot(&admin).await;
 
     let status = migrate::status(&owner).await.unwrap();
@@ -253,7 +257,9 @@ async fn status_of_an_empty_database_has_everything_pending_and_creates_nothing(
 #[tokio::test]
 async fn status_after_migrate_has_everything_applied_with_its_time() {
     let Fixture {
-        admin, mut owner, ..
+        admin,
+        mut owner,
+        dbname: _dbname,
     } = fixture(false).await;
     let started: chrono::DateTime<chrono::Utc> =
         admin.query_one("select now()", &[]).await.unwrap().get(0);
@@ -290,7 +296,11 @@ async fn status_after_migrate_has_everything_applied_with_its_time() {
 
 #[tokio::test]
 async fn status_flags_an_edited_migration_and_one_from_a_newer_release() {
-    let Fixture { admin, owner, .. } = fixture(true).await;
+    let Fixture {
+        admin,
+        owner,
+        dbname: _dbname,
+    } = fixture(true).await;
     admin
         .batch_execute(
             "update schema_migrations set checksum = 'tampered' where version = 1;
@@ -336,7 +346,9 @@ async fn status_flags_an_edited_migration_and_one_from_a_newer_release() {
 #[tokio::test]
 async fn a_dry_run_reports_what_it_would_apply_and_leaves_the_database_as_it_was() {
     let Fixture {
-        admin, mut owner, ..
+        admin,
+        mut owner,
+        dbname: _dbname,
     } = fixture(false).await;
     let before = schema_snapshot(&admin).await;
 
@@ -363,7 +375,9 @@ async fn a_dry_run_reports_what_it_would_apply_and_leaves_the_database_as_it_was
 #[tokio::test]
 async fn a_dry_run_of_an_up_to_date_database_applies_nothing_and_changes_nothing() {
     let Fixture {
-        admin, mut owner, ..
+        admin,
+        mut owner,
+        dbname: _dbname,
     } = fixture(true).await;
     let before = schema_snapshot(&admin).await;
     assert!(
@@ -384,7 +398,9 @@ async fn a_dry_run_of_an_up_to_date_database_applies_nothing_and_changes_nothing
 #[tokio::test]
 async fn a_failing_migration_in_a_dry_run_is_named_with_the_postgres_error_and_rolled_back() {
     let Fixture {
-        admin, mut owner, ..
+        admin,
+        mut owner,
+        dbname: _dbname,
     } = fixture(false).await;
     // V1 creates `tenants`; an object of that name already being there makes it fail.
     admin
@@ -463,7 +479,11 @@ fn status_line(stdout: &str, version: i32) -> Vec<String> {
 
 #[tokio::test]
 async fn the_status_command_exits_3_while_migrations_are_pending_and_0_once_applied() {
-    let Fixture { dbname, admin, .. } = fixture(false).await;
+    let Fixture {
+        dbname,
+        admin,
+        owner: _owner,
+    } = fixture(false).await;
     let cluster = cluster().await;
 
     let (code, stdout, stderr) = tenantry_migrate(cluster, &dbname, &["--status"]).await;

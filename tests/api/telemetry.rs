@@ -112,7 +112,7 @@ struct Service {
     port: u16,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
-    dbname: String,
+    dbname: crate::helpers::TestDatabase,
     client: reqwest::Client,
 }
 
@@ -216,7 +216,7 @@ impl Service {
     }
 
     /// SIGTERM, as Cloud Run stops an instance, then waits for the exit.
-    async fn stop(mut self) -> (Vec<String>, Vec<String>, String) {
+    async fn stop(mut self) -> (Vec<String>, Vec<String>, crate::helpers::TestDatabase) {
         let pid = self.child.id().expect("running").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
