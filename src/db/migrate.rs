@@ -239,15 +239,21 @@ async fn prepare(client: &impl GenericClient) -> anyhow::Result<i32> {
         .await
         .map_err(|(_, error)| error)
         .context("could not ensure the database roles (sql/roles.sql)")?;
+    // Only when missing: `create table if not exists` would print a NOTICE
+    // on every run after the first.
     client
         .batch_execute(
-            "create table if not exists schema_migrations (
-                version     integer     primary key,
-                name        text        not null,
-                checksum    text        not null,
-                applied_at  timestamptz not null default now(),
-                duration_ms integer     not null
-            )",
+            "do $$ begin
+                if to_regclass('schema_migrations') is null then
+                    create table schema_migrations (
+                        version     integer     primary key,
+                        name        text        not null,
+                        checksum    text        not null,
+                        applied_at  timestamptz not null default now(),
+                        duration_ms integer     not null
+                    );
+                end if;
+            end $$",
         )
         .await
         .context("could not create schema_migrations")?;

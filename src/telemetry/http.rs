@@ -209,7 +209,8 @@ impl AccessLine {
         tracing::info!(
             target: ACCESS_LOG,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            http.request.method = method,
+            // The method is the request span's field already (and in the
+            // message); the JSON line's httpRequest takes it from there.
             url.path = path.as_str(),
             http.response.status_code = status,
             http.response.body.size = size,

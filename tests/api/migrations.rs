@@ -591,3 +591,14 @@ async fn upgrading_a_database_with_tenants_keeps_their_domains_routing() {
         .get(0);
     assert_eq!(routed, 1);
 }
+
+#[tokio::test]
+async fn migrating_an_up_to_date_database_says_nothing_but_that_it_is_migrated() {
+    let cluster = cluster().await;
+    let dbname = cluster.migrated_database().await;
+    let (code, stdout, stderr) = tenantry_migrate(cluster, &dbname, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("database is migrated"), "{lines:#?}");
+}
