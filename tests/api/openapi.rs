@@ -64,6 +64,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
             "GET /api/notes/{id}",
             "GET /api/users",
             "GET /docs",
+            "GET /docs/{file}",
             "GET /healthz",
             "GET /openapi.json",
             "GET /readyz",
@@ -104,8 +105,45 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
         .await
         .unwrap();
     assert!(
-        html.contains("<html") && html.contains("tenantry"),
+        html.contains("<html") && html.contains("<title>tenantry API</title>"),
         "the API reference page renders"
+    );
+    // It works offline: everything it loads is ours, and served.
+    let mut loaded = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (start, _) in html.match_indices(attribute) {
+            let rest = &html[start + attribute.len()..];
+            let target = &rest[..rest.find('"').unwrap()];
+            if target != "/docs/" {
+                loaded.push(target.trim_start_matches("./").to_owned());
+            }
+        }
+    }
+    assert!(loaded.len() >= 4, "{loaded:?}");
+    for target in &loaded {
+        assert!(!target.contains("//"), "{target} is not ours");
+        let response = app
+            .get("any-host.invalid", &format!("/docs/{target}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{target}");
+    }
+    let initializer = app
+        .get("any-host.invalid", "/docs/swagger-initializer.js")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        initializer.contains("\"url\": \"/openapi.json\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "{initializer}"
     );
 }
 
