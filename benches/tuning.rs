@@ -2,7 +2,7 @@
 //! service and several `DATABASE_POOL_SIZE` values, interleaved, on one
 //! dataset. It is how the release profile (LTO, codegen units, allocator) and
 //! the pool-size default were chosen; `benches/tuning.sh` builds the profile
-//! variants and runs this twice (builds, then pool sizes). See the README's
+//! variants and runs this twice (builds, then pool sizes). See docs/BENCHMARKS.md's
 //! "Build and pool tuning".
 //!
 //! Knobs: `BENCH_BUILDS` (`label=path,...`: the `tenantry` binaries to

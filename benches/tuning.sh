@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Release-profile and pool-size tuning (README: "Build and pool tuning").
+# Release-profile and pool-size tuning (docs/BENCHMARKS.md: "Build and pool tuning").
 #
 #   benches/tuning.sh
 #

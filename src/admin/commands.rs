@@ -76,7 +76,7 @@ pub enum TenantsCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Write a tenant to an NDJSON export (see README, "Export format").
+    /// Write a tenant to an NDJSON export (see docs/OPERATIONS.md, "Export format").
     Export {
         slug: String,
         /// Output file (default stdout); a name ending in `.gz` is gzipped.

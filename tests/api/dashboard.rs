@@ -1,5 +1,5 @@
 //! The dashboard Terraform applies (`infra/modules/monitoring/`), rendered
-//! as text: the README shows this rendering, and this test keeps it in step
+//! as text: docs/OBSERVABILITY.md shows this rendering, and this test keeps it in step
 //! with the dashboard's JSON.
 
 use serde_json::Value;
@@ -113,7 +113,7 @@ fn the_readme_shows_the_layout_of_the_dashboard_terraform_applies() {
             .unwrap();
     let dashboard: Value = serde_json::from_str(&template.replace("${job}", "tenantry")).unwrap();
     let rendered = render_dashboard(&dashboard);
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/OBSERVABILITY.md")).unwrap();
     let shown = readme
         .split_once("<!-- dashboard-layout:begin -->\n```text\n")
         .and_then(|(_, rest)| rest.split_once("\n```\n<!-- dashboard-layout:end -->"))
@@ -121,6 +121,6 @@ fn the_readme_shows_the_layout_of_the_dashboard_terraform_applies() {
     assert_eq!(
         shown,
         Some(rendered.as_str()),
-        "the README's dashboard layout is stale; between the markers it should read:\n{rendered}"
+        "docs/OBSERVABILITY.md's dashboard layout is stale; between the markers it should read:\n{rendered}"
     );
 }

@@ -1,6 +1,6 @@
 //! The operator commands as an operator runs them: the real `tenantry`
 //! binary against the test's database, next to the running service. These
-//! are the README's operations guide, step by step.
+//! are the operations guide (docs/OPERATIONS.md), step by step.
 
 use std::{
     path::Path,
@@ -31,7 +31,7 @@ impl Outcome {
     }
 }
 
-/// `tenantry <args>` against `dbname`, as the README's operator would run it,
+/// `tenantry <args>` against `dbname`, as docs/OPERATIONS.md has an operator run it,
 /// with `stdin` on its standard input. Asynchronous: the DNS responder and
 /// the service run on the test's runtime meanwhile.
 async fn tenantry_on(app: &TestApp, dbname: &str, args: &[&str], stdin: &str) -> Outcome {
