@@ -92,7 +92,6 @@ struct TenantPage {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of tenants", body = TenantPage),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 422, description = "`limit` out of range (`validation_failed`)", body = ErrorResponse),
     )
 )]
@@ -127,7 +126,6 @@ async fn list_tenants(
     responses(
         (status = 201, description = "Created", body = CreatedTenant),
         (status = 200, description = "Created earlier by a request with the same idempotency key", body = CreatedTenant),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 409, description = "The slug or domain is taken, or the idempotency key was used for another request (`conflict`)", body = ErrorResponse),
         (status = 422, description = "A field is invalid (`validation_failed`)", body = ErrorResponse),
         (status = 503, description = "Every password-hashing slot is busy (`overloaded`), or the database is unavailable", body = ErrorResponse),
@@ -177,7 +175,6 @@ async fn create_tenant(
     params(("slug" = String, Path, description = "The tenant's slug")),
     responses(
         (status = 200, description = "The tenant", body = TenantDetail),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
     )
 )]
@@ -211,7 +208,6 @@ struct TenantUpdate {
     request_body(content = TenantUpdate, example = json!({"plan": "enterprise"})),
     responses(
         (status = 200, description = "The tenant as it is now", body = TenantSummary),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
         (status = 422, description = "An unknown plan or status (`validation_failed`)", body = ErrorResponse),
     )
@@ -273,7 +269,6 @@ struct PurgeQuery {
     params(("slug" = String, Path, description = "The tenant's slug"), PurgeQuery),
     responses(
         (status = 200, description = "What was removed", body = PurgeReport),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
         (status = 409, description = "The tenant is not suspended (`conflict`)", body = ErrorResponse),
         (status = 422, description = "`batch_size` out of range (`validation_failed`)", body = ErrorResponse),
@@ -325,7 +320,6 @@ struct DomainList {
     params(("slug" = String, Path, description = "The tenant's slug")),
     responses(
         (status = 200, description = "The domains", body = DomainList),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
     )
 )]
@@ -387,7 +381,6 @@ struct IdempotencyKey {
     request_body(content = NewDomain, example = json!({"domain": "notes.acme.io"})),
     responses(
         (status = 201, description = "Added, pending verification: publish `verification`", body = DomainBody),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
         (status = 409, description = "The domain belongs to a tenant already, or is the service's own (`conflict`)", body = ErrorResponse),
         (status = 422, description = "Not a DNS name (`validation_failed`)", body = ErrorResponse),
@@ -413,7 +406,6 @@ async fn add_domain(
     params(DomainPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant, or the tenant has no such domain (`not_found`)", body = ErrorResponse),
         (status = 422, description = "Not a valid domain (`validation_failed`)", body = ErrorResponse),
     )
@@ -441,7 +433,6 @@ async fn remove_domain(
     params(DomainPath),
     responses(
         (status = 200, description = "Verified (or already was)", body = DomainBody),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "No such tenant, or the tenant has no such domain (`not_found`)", body = ErrorResponse),
         (status = 409, description = "The TXT record is not published (yet) (`conflict`)", body = ErrorResponse),
         (status = 422, description = "Not a valid domain (`validation_failed`)", body = ErrorResponse),
@@ -471,7 +462,6 @@ async fn verify_domain(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Usage of every tenant", body = UsageReport),
-        (status = 401, description = "The admin token is missing or wrong (`unauthorized`)", body = ErrorResponse),
         (status = 404, description = "Usage statistics are not enabled: `ANALYTICS_DATABASE_URL` is unset (`not_found`)", body = ErrorResponse),
     )
 )]

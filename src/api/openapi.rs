@@ -247,7 +247,12 @@ fn add_shared_errors(openapi: &mut openapi::OpenApi) {
                     "The tenant's request rate is used up (`rate_limited`), or it holds every database connection its plan allows (`tenant_busy`): retry after `Retry-After` seconds",
                 ));
             }
-            if requires_bearer(operation) {
+            if requires_admin_token(operation) {
+                shared.push((
+                    "401",
+                    "The admin token is missing or wrong (`unauthorized`)",
+                ));
+            } else if requires_bearer(operation) {
                 shared.push(("401", "Missing, invalid or expired token, or a token of another tenant (`unauthorized`)"));
             }
             if operation.request_body.is_some() {
@@ -313,6 +318,17 @@ pub fn requires_bearer(operation: &Operation) -> bool {
         !requirements.is_empty()
             && requirements.iter().all(|requirement| {
                 serde_json::to_value(requirement).is_ok_and(|v| v != serde_json::json!({}))
+            })
+    })
+}
+
+/// Whether the operation takes the admin token only (the `/admin` API).
+fn requires_admin_token(operation: &Operation) -> bool {
+    operation.security.as_ref().is_some_and(|requirements| {
+        !requirements.is_empty()
+            && requirements.iter().all(|requirement| {
+                serde_json::to_value(requirement)
+                    .is_ok_and(|v| v == serde_json::json!({"admin": []}))
             })
     })
 }
