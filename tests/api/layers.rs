@@ -176,3 +176,44 @@ fn the_layer_check_catches_imports_that_run_up_and_modules_without_a_layer() {
         )]
     );
 }
+
+/// The longest a source file may be without saying why.
+const MAX_LINES: usize = 400;
+
+/// What a longer file must say among its first lines.
+const LONG_FILE_REASON: &str = "Over 400 lines:";
+
+/// Source files of `sources` longer than [`MAX_LINES`] that do not say why.
+fn long_files_without_a_reason(sources: &[(String, String)]) -> Vec<(String, usize)> {
+    sources
+        .iter()
+        .filter(|(_, text)| text.lines().count() > MAX_LINES)
+        .filter(|(_, text)| {
+            !text
+                .lines()
+                .take_while(|line| line.starts_with("//!"))
+                .any(|line| line.contains(LONG_FILE_REASON))
+        })
+        .map(|(path, text)| (path.clone(), text.lines().count()))
+        .collect()
+}
+
+#[test]
+fn no_source_file_is_over_400_lines_without_a_reason_at_its_top() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    sources_under(root, &root.join("src"), &mut sources);
+    assert_eq!(long_files_without_a_reason(&sources), Vec::new());
+    let long = "fn f() {}\n".repeat(MAX_LINES + 1);
+    let explained = format!("//! A module.\n//! {LONG_FILE_REASON} one table.\n{long}");
+    let buried = format!("//! A module.\n{long}// {LONG_FILE_REASON} too late.\n");
+    let buried_lines = buried.lines().count();
+    assert_eq!(
+        long_files_without_a_reason(&[
+            ("short.rs".to_owned(), "fn f() {}\n".to_owned()),
+            ("explained.rs".to_owned(), explained),
+            ("buried.rs".to_owned(), buried),
+        ]),
+        [("buried.rs".to_owned(), buried_lines)]
+    );
+}

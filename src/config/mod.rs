@@ -5,65 +5,24 @@
 //! into a typed value here, and a bad or missing one stops the process at
 //! start-up with a message that names it; nothing is parsed on first use.
 //! The README's configuration table lists every variable read in this file.
+//!
+//! Over 400 lines: one struct per group of variables with its parsing beside
+//! it, so that a variable's default, its check and its message are in one
+//! place (the operator commands' settings are in `operator.rs`).
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    str::FromStr,
-    time::Duration,
-};
+use std::{net::IpAddr, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail, ensure};
 use secrecy::SecretString;
 
 use crate::domain::host::BaseDomain;
 
-/// `DATABASE_CITUS`: whether the database is a Citus coordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CitusMode {
-    /// Citus if the `citus` extension is installed in the database.
-    #[default]
-    Auto,
-    /// Citus, required: start-up fails without the extension.
-    On,
-    /// Plain PostgreSQL: nothing is looked up.
-    Off,
-}
+mod operator;
 
-impl FromStr for CitusMode {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        match raw.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "on" => Ok(Self::On),
-            "off" => Ok(Self::Off),
-            _ => Err("expected auto, on or off".to_owned()),
-        }
-    }
-}
-
-/// Passwords for the login roles. Each one given makes its role LOGIN with it.
-#[derive(Debug, Default, Clone)]
-pub struct RolePasswords {
-    /// `tenantry_app`, the service's runtime role.
-    pub runtime: Option<SecretString>,
-    /// `tenantry_admin`, for the CLI and the /admin API.
-    pub admin: Option<SecretString>,
-    /// `tenantry_analytics`, for usage statistics.
-    pub analytics: Option<SecretString>,
-}
-
-impl RolePasswords {
-    /// The same password for every login role (local clusters and tests).
-    pub fn all(password: &str) -> Self {
-        let one = || Some(SecretString::from(password.to_owned()));
-        Self {
-            runtime: one(),
-            admin: one(),
-            analytics: one(),
-        }
-    }
-}
+pub use self::operator::{
+    CitusCheckSettings, CitusMode, CliOpsSettings, MigrateSettings, OpsSettings, RolePasswords,
+    analytics_from_env, analytics_from_source,
+};
 
 /// Everything `tenantry serve` needs.
 #[derive(Debug, Clone)]
@@ -132,28 +91,6 @@ pub struct AdminApiSettings {
     pub ops: OpsSettings,
 }
 
-/// What the operator surface (the `/admin` API and the CLI's `tenants`,
-/// `domains` and `stats` commands) needs besides the service's settings.
-#[derive(Debug, Clone)]
-pub struct OpsSettings {
-    /// The admin role's connection (`ADMIN_DATABASE_URL`), never the runtime role's.
-    pub admin_database: DatabaseSettings,
-    /// The analytics role's connection (`ANALYTICS_DATABASE_URL`); usage
-    /// statistics are unavailable without it.
-    pub analytics_database: Option<DatabaseSettings>,
-    /// The DNS server custom domains are verified against (`DNS_RESOLVER`,
-    /// `ip:port`); the system's resolver when unset.
-    pub dns_resolver: Option<SocketAddr>,
-}
-
-/// What the CLI's operator commands need.
-#[derive(Debug, Clone)]
-pub struct CliOpsSettings {
-    pub base_domain: BaseDomain,
-    pub password_hashing: HashingSettings,
-    pub ops: OpsSettings,
-}
-
 /// How the service reaches PostgreSQL as the runtime role.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -201,15 +138,6 @@ pub struct HashingSettings {
     pub queue_timeout: Duration,
     /// How many logins may wait for a slot; more are refused at once.
     pub max_queue: usize,
-}
-
-/// What `tenantry migrate` needs.
-#[derive(Debug, Clone)]
-pub struct MigrateSettings {
-    /// Connection for the owner role that runs migrations.
-    pub url: SecretString,
-    /// Login roles to give LOGIN and these passwords.
-    pub passwords: RolePasswords,
 }
 
 /// A source of configuration values: the process environment, or a map in tests.
@@ -334,116 +262,6 @@ impl AdminApiSettings {
             token,
             ops: OpsSettings::from_source(env, statement_timeout)?,
         }))
-    }
-}
-
-impl OpsSettings {
-    fn from_source(env: &impl Source, statement_timeout: Duration) -> anyhow::Result<Self> {
-        let admin_url = required_secret(
-            env,
-            "ADMIN_DATABASE_URL",
-            "the admin role's (tenantry_admin) connection string",
-        )?;
-        let analytics_database = env
-            .get("ANALYTICS_DATABASE_URL")
-            .map(|url| DatabaseSettings::operator(env, SecretString::from(url), statement_timeout))
-            .transpose()?;
-        ensure!(
-            !statement_timeout.is_zero(),
-            "statement timeouts must be positive (0 would disable the timeout)"
-        );
-        Ok(Self {
-            admin_database: DatabaseSettings::operator(env, admin_url, statement_timeout)?,
-            analytics_database,
-            dns_resolver: env
-                .get("DNS_RESOLVER")
-                .map(|raw| {
-                    raw.trim().parse().map_err(|_| {
-                        anyhow::anyhow!(
-                            "DNS_RESOLVER={raw:?} is invalid: expected ip:port, e.g. 8.8.8.8:53"
-                        )
-                    })
-                })
-                .transpose()?,
-        })
-    }
-}
-
-/// What `tenantry citus check` connects through: each of the service's role
-/// connection strings that is set, and the owner's.
-pub struct CitusCheckSettings {
-    /// `(variable, url)` for `DATABASE_URL`, `ADMIN_DATABASE_URL`,
-    /// `ANALYTICS_DATABASE_URL`, in that order, where set.
-    pub login: Vec<(&'static str, SecretString)>,
-    /// `MIGRATION_DATABASE_URL`: the owner, who may act as the definer roles.
-    pub owner: Option<SecretString>,
-}
-
-impl CitusCheckSettings {
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_source(&ProcessEnv)
-    }
-
-    /// Reads the settings from `env`; at least one connection string is needed.
-    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
-        let login: Vec<(&'static str, SecretString)> = [
-            "DATABASE_URL",
-            "ADMIN_DATABASE_URL",
-            "ANALYTICS_DATABASE_URL",
-        ]
-        .into_iter()
-        .filter_map(|variable| {
-            env.get(variable)
-                .map(|url| (variable, SecretString::from(url)))
-        })
-        .collect();
-        let owner = env.get("MIGRATION_DATABASE_URL").map(SecretString::from);
-        ensure!(
-            !login.is_empty() || owner.is_some(),
-            "tenantry citus check needs at least one of DATABASE_URL, ADMIN_DATABASE_URL, \
-             ANALYTICS_DATABASE_URL, MIGRATION_DATABASE_URL (each role it is given is checked)"
-        );
-        Ok(Self { login, owner })
-    }
-}
-
-/// What `tenantry stats` needs: the analytics role's connection only.
-pub fn analytics_from_env() -> anyhow::Result<DatabaseSettings> {
-    analytics_from_source(&ProcessEnv)
-}
-
-/// [`analytics_from_env`] from `env`.
-pub fn analytics_from_source(env: &impl Source) -> anyhow::Result<DatabaseSettings> {
-    let url = required_secret(
-        env,
-        "ANALYTICS_DATABASE_URL",
-        "the analytics role's (tenantry_analytics) connection string",
-    )?;
-    let statement_timeout = millis_or(env, "ADMIN_STATEMENT_TIMEOUT_MS", 600_000)?;
-    ensure!(
-        !statement_timeout.is_zero(),
-        "ADMIN_STATEMENT_TIMEOUT_MS must be positive (0 would disable the timeout)"
-    );
-    DatabaseSettings::operator(env, url, statement_timeout)
-}
-
-impl CliOpsSettings {
-    /// Reads the operator commands' settings from the process environment.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_source(&ProcessEnv)
-    }
-
-    /// Reads the operator commands' settings from `env`. Exports, imports and
-    /// purges of large tenants run long statements, so the CLI's statement
-    /// timeout is its own (`ADMIN_STATEMENT_TIMEOUT_MS`).
-    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
-        let statement_timeout = millis_or(env, "ADMIN_STATEMENT_TIMEOUT_MS", 600_000)?;
-        Ok(Self {
-            base_domain: parse_or(env, "BASE_DOMAIN", BaseDomain::localhost())?,
-            password_hashing: HashingSettings::from_source(env)?,
-            ops: OpsSettings::from_source(env, statement_timeout)?,
-        })
     }
 }
 
@@ -584,29 +402,6 @@ impl HashingSettings {
     }
 }
 
-impl MigrateSettings {
-    /// Reads the migration settings from the process environment.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_source(&ProcessEnv)
-    }
-
-    /// Reads the migration settings from `env`.
-    pub fn from_source(env: &impl Source) -> anyhow::Result<Self> {
-        Ok(Self {
-            url: required_secret(
-                env,
-                "MIGRATION_DATABASE_URL",
-                "the owner role's connection string",
-            )?,
-            passwords: RolePasswords {
-                runtime: env.get("RUNTIME_ROLE_PASSWORD").map(SecretString::from),
-                admin: env.get("ADMIN_ROLE_PASSWORD").map(SecretString::from),
-                analytics: env.get("ANALYTICS_ROLE_PASSWORD").map(SecretString::from),
-            },
-        })
-    }
-}
-
 fn required_secret(env: &impl Source, name: &str, what: &str) -> anyhow::Result<SecretString> {
     env.get(name)
         .map(SecretString::from)
@@ -632,216 +427,4 @@ fn millis_or(env: &impl Source, name: &str, default_ms: u64) -> anyhow::Result<D
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use secrecy::ExposeSecret;
-
-    use super::*;
-
-    const KEY: &str = "k1:0123456789abcdef0123456789abcdef";
-
-    fn source(pairs: &[(&str, &str)]) -> impl Source {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name: &str| map.get(name).cloned()
-    }
-
-    fn minimal() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("DATABASE_URL", "postgres://app@db/tenantry"),
-            ("JWT_KEYS", KEY),
-            ("SIGNUP_MODE", "open"),
-        ]
-    }
-
-    #[test]
-    fn database_citus_is_auto_by_default_and_refuses_unknown_values() {
-        use CitusMode;
-        let default = Settings::from_source(&source(&minimal())).expect("valid");
-        assert_eq!(default.citus, CitusMode::Auto);
-        let mut env = minimal();
-        env.push(("DATABASE_CITUS", "on"));
-        assert_eq!(
-            Settings::from_source(&source(&env)).expect("valid").citus,
-            CitusMode::On
-        );
-        let mut env = minimal();
-        env.push(("DATABASE_CITUS", "maybe"));
-        let error = Settings::from_source(&source(&env))
-            .expect_err("not a mode")
-            .to_string();
-        assert!(
-            error.contains("DATABASE_CITUS=\"maybe\" is invalid: expected auto, on or off"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn defaults_fill_everything_optional() {
-        let settings = Settings::from_source(&source(&minimal())).expect("valid");
-        assert_eq!(settings.port, 8080);
-        assert_eq!(settings.base_domain.as_str(), "localhost");
-        assert_eq!(settings.database.pool_size, 10);
-        assert_eq!(settings.jwt.issuer, "tenantry");
-        assert!(matches!(settings.signup, SignupMode::Open));
-    }
-
-    #[test]
-    fn tenant_limits_come_from_the_variable_or_a_file_but_not_both() {
-        let json = r#"{"tenants": {"acme": {"burst": 77}}}"#;
-        let mut env = minimal();
-        env.push(("TENANT_LIMITS", json));
-        let inline = Settings::from_source(&source(&env)).expect("valid");
-        assert_eq!(
-            inline.limits.document,
-            crate::domain::LimitsDocument::parse(json).expect("valid")
-        );
-
-        let path =
-            std::env::temp_dir().join(format!("tenantry-limits-{}.json", std::process::id()));
-        std::fs::write(&path, json).expect("write");
-        let path_text = path.to_string_lossy().into_owned();
-        let mut env = minimal();
-        env.push(("TENANT_LIMITS_FILE", &path_text));
-        let from_file = Settings::from_source(&source(&env)).expect("valid");
-        assert_eq!(from_file.limits.document, inline.limits.document);
-
-        env.push(("TENANT_LIMITS", json));
-        let both = Settings::from_source(&source(&env)).expect_err("both set");
-        assert!(format!("{both:#}").contains("not both"));
-        std::fs::remove_file(&path).expect("remove");
-
-        let mut env = minimal();
-        env.push(("TENANT_LIMITS", r#"{"tenants": {"acme": {"burst": 0}}}"#));
-        let invalid = Settings::from_source(&source(&env)).expect_err("invalid");
-        let message = format!("{invalid:#}");
-        assert!(
-            message.contains("TENANT_LIMITS") && message.contains("tenants.acme"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_missing_database_url_is_named() {
-        let error = Settings::from_source(&source(&[("JWT_KEYS", KEY), ("SIGNUP_MODE", "open")]))
-            .expect_err("must fail");
-        assert!(
-            error.to_string().contains("DATABASE_URL is required"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn a_bad_port_is_named_with_its_value() {
-        let mut env = minimal();
-        env.push(("PORT", "eighty"));
-        let error = Settings::from_source(&source(&env)).expect_err("must fail");
-        assert!(
-            error.to_string().contains("PORT=\"eighty\" is invalid"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn admin_signup_is_the_default_and_needs_a_token() {
-        let env = [("DATABASE_URL", "postgres://x"), ("JWT_KEYS", KEY)];
-        let error = Settings::from_source(&source(&env)).expect_err("must fail");
-        assert!(
-            error.to_string().contains("ADMIN_TOKEN is required"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn jwt_keys_keep_their_order_and_reject_short_secrets_without_echoing_them() {
-        let keys = parse_jwt_keys(
-            "new:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, old:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-        )
-        .expect("valid");
-        assert_eq!(keys[0].0, "new");
-        assert_eq!(
-            keys[1].1.expose_secret(),
-            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-        );
-
-        let error = parse_jwt_keys("k:short-secret").expect_err("too short");
-        assert!(!error.to_string().contains("short-secret"), "{error}");
-        assert!(parse_jwt_keys("bad kid!:0123456789abcdef0123456789abcdef").is_err());
-        assert!(
-            parse_jwt_keys(&format!("{KEY},{KEY}")).is_err(),
-            "duplicate kid"
-        );
-    }
-
-    #[test]
-    fn a_body_limit_too_small_for_valid_notes_is_refused() {
-        let mut env = minimal();
-        env.push(("MAX_BODY_BYTES", "65536"));
-        let error = Settings::from_source(&source(&env)).expect_err("too small");
-        assert!(
-            error
-                .to_string()
-                .contains("MAX_BODY_BYTES must be at least"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn the_admin_api_is_off_without_its_database_and_needs_a_token_with_it() {
-        let settings = Settings::from_source(&source(&minimal())).expect("valid");
-        assert!(settings.admin_api.is_none());
-
-        let mut env = minimal();
-        env.push(("ADMIN_DATABASE_URL", "postgres://admin@db/tenantry"));
-        let error = Settings::from_source(&source(&env)).expect_err("no token");
-        assert!(
-            error.to_string().contains("ADMIN_TOKEN is required"),
-            "{error}"
-        );
-
-        env.push(("ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"));
-        env.push(("DNS_RESOLVER", "127.0.0.1:5353"));
-        let admin = Settings::from_source(&source(&env))
-            .expect("valid")
-            .admin_api
-            .expect("enabled");
-        assert_eq!(admin.ops.dns_resolver, Some(([127, 0, 0, 1], 5353).into()));
-        assert!(admin.ops.analytics_database.is_none());
-    }
-
-    #[test]
-    fn the_cli_needs_the_admin_database_and_a_resolver_address_with_a_port() {
-        let error = CliOpsSettings::from_source(&source(&[])).expect_err("no url");
-        assert!(
-            error.to_string().contains("ADMIN_DATABASE_URL is required"),
-            "{error}"
-        );
-        let env = [
-            ("ADMIN_DATABASE_URL", "postgres://admin@db/tenantry"),
-            ("DNS_RESOLVER", "8.8.8.8"),
-        ];
-        let error = CliOpsSettings::from_source(&source(&env)).expect_err("no port");
-        assert!(
-            error
-                .to_string()
-                .contains("DNS_RESOLVER=\"8.8.8.8\" is invalid"),
-            "{error}"
-        );
-        let settings = CliOpsSettings::from_source(&source(&env[..1])).expect("valid");
-        assert_eq!(
-            settings.ops.admin_database.statement_timeout,
-            Duration::from_secs(600)
-        );
-    }
-
-    #[test]
-    fn an_unknown_signup_mode_is_rejected() {
-        let mut env = minimal();
-        env.retain(|(k, _)| *k != "SIGNUP_MODE");
-        env.push(("SIGNUP_MODE", "sometimes"));
-        assert!(Settings::from_source(&source(&env)).is_err());
-    }
-}
+mod tests;
