@@ -340,11 +340,7 @@ async fn list_domains(
 #[serde(deny_unknown_fields)]
 struct NewDomain {
     /// A DNS name outside the base domain (which is the service's own: 409).
-    #[schema(
-        max_length = 233,
-        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
-        example = "notes.acme.io"
-    )]
+    #[schema(example = "notes.acme.io")]
     domain: String,
 }
 
@@ -355,10 +351,6 @@ struct DomainPath {
     /// The tenant's slug.
     slug: String,
     /// The custom domain.
-    #[param(
-        max_length = 233,
-        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-    )]
     domain: String,
 }
 

@@ -6,12 +6,13 @@
 //! | [`accounts`] | `POST /api/register`, `POST /api/login`, `GET /api/me` | tenant |
 //! | [`notes`]    | `GET,POST /api/notes`, `GET,PATCH,DELETE /api/notes/{id}` | tenant |
 //! | [`tenants`]  | `POST /api/tenants` (onboarding)                    | apex   |
-//! | [`openapi`]  | `GET /openapi.json`, `GET /docs`                    | any    |
+//! | [`openapi`], [`docs`] | `GET /openapi.json`, `GET /docs[/{file}]`  | any    |
 //! | [`users`]    | `GET /api/users`, `DELETE /api/users/{id}`, `GET /api/audit` (owners) | tenant |
 //! | [`admin`]    | `/admin/tenants[/{slug}[/domains[/{domain}[/verify]]]]`, `/admin/stats` (`ADMIN_TOKEN`) | apex |
 
 pub mod accounts;
 pub mod admin;
+pub mod docs;
 pub mod extract;
 pub mod extractors;
 pub mod health;

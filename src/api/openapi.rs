@@ -19,25 +19,22 @@
 
 use std::sync::LazyLock;
 
-use axum::{
-    http::header,
-    response::{IntoResponse, Response as HttpResponse},
-};
+use axum::{http::header, response::IntoResponse};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
         self, HttpMethod, Ref, RefOr, Response,
         header::HeaderBuilder,
         path::Operation,
-        schema::{Object, Type},
+        schema::{Object, Schema, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiPath;
 use crate::{
-    error::{ApiError, ErrorResponse},
+    domain::{DomainName, Email, NoteContent, Password, Slug, TenantName, TextRule, Username},
+    error::ErrorResponse,
     state::AppState,
 };
 
@@ -108,73 +105,12 @@ pub async fn openapi_json() -> impl IntoResponse {
     )
 }
 
-/// `GET /docs`: an API reference page rendering this document (Swagger UI,
-/// built into the binary: it works offline and loads nothing from
-/// elsewhere). Its files are relative to `/docs/` (the `base` element).
-#[utoipa::path(
-    get, path = "/docs", tag = "infrastructure",
-    extensions(("x-tenantry-host" = json!("any"))),
-    responses((status = 200, description = "An HTML API reference", content_type = "text/html", body = String))
-)]
-pub async fn api_reference() -> HttpResponse {
-    match docs_file("index.html") {
-        Some((content_type, bytes)) => {
-            let html = String::from_utf8_lossy(&bytes)
-                .replacen("<head>", "<head><base href=\"/docs/\">", 1)
-                .replacen(
-                    "<title>Swagger UI</title>",
-                    "<title>tenantry API</title>",
-                    1,
-                );
-            ([(header::CONTENT_TYPE, content_type)], html).into_response()
-        }
-        None => ApiError::NotFound("route not found").into_response(),
-    }
-}
-
-/// `GET /docs/{file}`: the API reference page's scripts, styles and images.
-#[utoipa::path(
-    get, path = "/docs/{file}", tag = "infrastructure",
-    extensions(("x-tenantry-host" = json!("any"))),
-    params(("file" = String, Path, description = "A file of the page, e.g. `swagger-ui.css`")),
-    responses(
-        (status = 200, description = "The file", content(
-            (String = "text/css"), (String = "text/javascript"), (String = "text/html"),
-            (String = "image/png"), (String = "application/octet-stream")
-        )),
-        (status = 404, description = "No such file (`not_found`)", body = ErrorResponse),
-    )
-)]
-pub async fn api_reference_file(ApiPath(file): ApiPath<String>) -> HttpResponse {
-    match docs_file(&file) {
-        Some((content_type, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
-        None => ApiError::NotFound("no such file").into_response(),
-    }
-}
-
-/// A file of the built-in Swagger UI, configured to show `/openapi.json`.
-fn docs_file(file: &str) -> Option<(String, Vec<u8>)> {
-    // No validator badge: it would send the document to validator.swagger.io.
-    let config = utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none");
-    let config = std::sync::Arc::new(config);
-    match utoipa_swagger_ui::serve(file, config) {
-        Ok(Some(found)) => Some((found.content_type, found.bytes.into_owned())),
-        Ok(None) => None,
-        Err(error) => {
-            tracing::error!(error = %error, file, "could not serve a file of the API reference");
-            None
-        }
-    }
-}
-
 /// The documentation routes themselves.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
-        .routes(routes!(api_reference))
-        .routes(routes!(api_reference_file))
+        .routes(routes!(super::docs::api_reference))
+        .routes(routes!(super::docs::api_reference_file))
 }
 
 /// The finished document: every route of [`crate::api::router`], plus the
@@ -182,6 +118,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn document() -> openapi::OpenApi {
     let (_, mut openapi) = super::router().split_for_parts();
     add_shared_errors(&mut openapi);
+    apply_text_rules(&mut openapi);
     openapi
 }
 
@@ -283,6 +220,59 @@ fn add_shared_errors(openapi: &mut openapi::OpenApi) {
                     .responses
                     .entry(status.to_owned())
                     .or_insert_with(|| error_response(status, description));
+            }
+        }
+    }
+}
+
+/// Text fields and the domain rule each one is parsed by: the document
+/// states the parser's own rule ([`TextRule`]) rather than a copy of it.
+const TEXT_RULES: &[(&str, &str, TextRule)] = &[
+    ("OnboardingRequest", "slug", Slug::RULE),
+    ("OnboardingRequest", "name", TenantName::RULE),
+    ("NewTenantRequest", "slug", Slug::RULE),
+    ("NewTenantRequest", "name", TenantName::RULE),
+    ("NewTenantRequest", "domain", DomainName::RULE),
+    ("NewDomain", "domain", DomainName::RULE),
+    ("NewUserRequest", "username", Username::RULE),
+    ("NewUserRequest", "email", Email::RULE),
+    ("NewUserRequest", "password", Password::RULE),
+    ("NoteRequest", "content", NoteContent::RULE),
+];
+
+/// Writes [`TEXT_RULES`] into the request schemas, and the custom-domain
+/// rule into every `domain` path parameter.
+fn apply_text_rules(openapi: &mut openapi::OpenApi) {
+    let set = |schema: Option<&mut RefOr<Schema>>, rule: &TextRule| {
+        if let Some(RefOr::T(Schema::Object(object))) = schema {
+            object.pattern = Some(rule.pattern.to_owned());
+            object.min_length = rule.min_length;
+            object.max_length = rule.max_length;
+        }
+    };
+    if let Some(components) = openapi.components.as_mut() {
+        for (name, property, rule) in TEXT_RULES {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(*name) {
+                set(object.properties.get_mut(*property), rule);
+            }
+        }
+    }
+    for item in openapi.paths.paths.values_mut() {
+        for method in [
+            HttpMethod::Get,
+            HttpMethod::Post,
+            HttpMethod::Patch,
+            HttpMethod::Delete,
+        ] {
+            let Some(operation) = operation_mut(item, &method) else {
+                continue;
+            };
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && parameter.name == "domain"
+                {
+                    set(parameter.schema.as_mut(), &DomainName::RULE);
+                }
             }
         }
     }

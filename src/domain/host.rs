@@ -10,7 +10,7 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
-use super::Invalid;
+use super::{Invalid, TextRule};
 
 /// Longest host name DNS allows.
 const MAX_HOST_LEN: usize = 253;
@@ -201,6 +201,15 @@ pub enum DomainRejection {
 }
 
 impl DomainName {
+    /// What [`DomainName::parse`] accepts in form, as the OpenAPI document
+    /// states it (whether the name is the service's own needs the base
+    /// domain, so the document cannot say).
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$",
+        min_length: None,
+        max_length: Some(MAX_CUSTOM_DOMAIN_LEN),
+    };
+
     /// Canonicalises and validates `raw` against the service's base domain.
     pub fn parse(raw: &str, base: &BaseDomain) -> Result<Self, DomainRejection> {
         const RULE: DomainRejection = DomainRejection::Malformed(

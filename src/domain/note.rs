@@ -1,6 +1,6 @@
 //! A note's text.
 
-use super::Invalid;
+use super::{Invalid, TextRule};
 
 /// The text of a note: 1-10000 characters, not blank, no NUL.
 #[derive(Debug, Clone)]
@@ -10,6 +10,13 @@ pub struct NoteContent(String);
 pub const MAX_NOTE_CHARS: usize = 10_000;
 
 impl NoteContent {
+    /// What [`NoteContent::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^[^\x00]*[^\x00\x09-\x0d\x85\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$",
+        min_length: Some(1),
+        max_length: Some(MAX_NOTE_CHARS),
+    };
+
     /// Validates note text (kept exactly as given, whitespace included).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if raw.contains('\0') {

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::Invalid;
+use super::{Invalid, TextRule};
 
 /// Slugs that would shadow infrastructure names if handed to a tenant.
 const RESERVED_SLUGS: &[&str] = &[
@@ -53,6 +53,13 @@ const RESERVED_SLUGS: &[&str] = &[
 pub struct Slug(String);
 
 impl Slug {
+    /// What [`Slug::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^[a-z](-?[a-z0-9])*$",
+        min_length: Some(3),
+        max_length: Some(63),
+    };
+
     /// Validates a slug exactly as given (no case folding: `Acme` is rejected).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         const RULE: Invalid = "slug must be 3-63 characters of a-z, 0-9 and '-', start with a letter and not end with '-'";
@@ -98,13 +105,22 @@ impl fmt::Display for Slug {
 pub struct TenantName(String);
 
 impl TenantName {
+    /// What [`TenantName::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length: Some(1),
+        max_length: Some(100),
+    };
+
     /// Trims and validates a display name (at most 100 characters as sent).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let name = raw.trim();
         if name.is_empty() || raw.chars().count() > 100 {
             return Err("name must be 1-100 characters, not only whitespace");
         }
-        if name.chars().any(char::is_control) {
+        // Anywhere in what was sent, as the document says: a tab or line
+        // break around the name is a mistake to report, not to trim away.
+        if raw.chars().any(char::is_control) {
             return Err("name must not contain control characters");
         }
         Ok(Self(name.to_owned()))

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Invalid;
+use super::{Invalid, TextRule};
 
 /// A user's id (unique within a tenant; random, so in practice globally).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -67,6 +67,13 @@ impl Role {
 pub struct Username(String);
 
 impl Username {
+    /// What [`Username::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        min_length: Some(3),
+        max_length: Some(32),
+    };
+
     /// Validates a username (case is kept; comparisons ignore it).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let bytes = raw.as_bytes();
@@ -95,6 +102,13 @@ impl Username {
 pub struct Email(String);
 
 impl Email {
+    /// What [`Email::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^[^@\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@[^@.\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+(\.[^@.\x00-\x1f\x7f-\x9f\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+$",
+        min_length: None,
+        max_length: Some(254),
+    };
+
     /// Validates the shape `local@domain.tld`, at most 254 characters.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         const RULE: Invalid = "email must look like name@example.com (at most 254 characters)";
@@ -124,6 +138,13 @@ impl Email {
 pub struct Password(String);
 
 impl Password {
+    /// What [`Password::parse`] accepts, as the OpenAPI document states it.
+    pub const RULE: TextRule = TextRule {
+        pattern: r"^[^\x00]*$",
+        min_length: Some(8),
+        max_length: Some(128),
+    };
+
     /// Validates a new password's length.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if raw.contains('\0') {
