@@ -234,6 +234,12 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
 /// shared cache keyed without the tenant).
 fn with_layers(router: Router, settings: &Settings) -> Router {
     let layers = ServiceBuilder::new()
+        // Outermost, so that every answer gets it, whichever layer made it
+        // (a 413 for an announced length, the deadline's 503, a caught panic).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(middleware::from_fn(mw::request_id))
         .layer(SetSensitiveHeadersLayer::new([
             header::AUTHORIZATION,
@@ -249,11 +255,7 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
             settings.request_timeout,
         ))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     router.layer(layers)
 }
 

@@ -216,6 +216,8 @@ async fn oversized_bodies_are_413_whether_announced_or_streamed() {
     let acme = app.onboard("acme").await;
     let huge = vec![b'a'; 128 * 1024 + 1];
     let response = send(&app, &acme, Method::POST, "/api/notes", huge).await;
+    // Refused by the body limit, before any handler: still never cached.
+    assert_eq!(response.headers().get("cache-control").unwrap(), "no-store");
     assert_eq!(
         expect_error(response, StatusCode::PAYLOAD_TOO_LARGE).await,
         "payload_too_large"

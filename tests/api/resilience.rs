@@ -10,6 +10,15 @@ use serde_json::json;
 use crate::helpers::{TestApp, TestTenant, connect, expect_error, spawn_app, spawn_app_with};
 
 async fn expect_unavailable(response: Response, code: &str) {
+    // Whichever layer gave up (the deadline, the pool, the database), the
+    // answer is never cached.
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
     assert_eq!(
         response
             .headers()
