@@ -36,7 +36,7 @@ use crate::{
         admin::AdminDb,
         analytics::{AnalyticsDb, UsageReport},
     },
-    domain::{Plan, TenantId, TenantStatus, host::BaseDomain},
+    domain::{Plan, Slug, TenantId, TenantStatus, host::BaseDomain},
     error::{ApiError, Result},
 };
 
@@ -124,8 +124,12 @@ impl Admin {
         analytics.usage(actor, request_id).await
     }
 
-    /// The tenant called `slug`, or 404.
+    /// The tenant called `slug`, or 404. The slug is parsed first: one no
+    /// tenant can have (a NUL byte, upper case, a space) never reaches SQL,
+    /// and is answered like any other unknown slug.
     pub async fn tenant(&self, slug: &str) -> Result<TenantSummary> {
+        let slug = Slug::parse(slug).map_err(|_| ApiError::NotFound("tenant not found"))?;
+        let slug = slug.as_str();
         let rows = self
             .db
             .query(

@@ -384,3 +384,42 @@ async fn purging_over_http_needs_a_suspended_tenant() {
         "not_found"
     );
 }
+
+#[tokio::test]
+async fn a_slug_no_tenant_can_have_is_answered_404_and_never_reaches_the_database() {
+    let app = spawn_app().await;
+    app.onboard("acme").await;
+    // A NUL byte would make PostgreSQL refuse the text parameter (a 500);
+    // upper case and spaces can only ever be unknown.
+    for slug in ["ac%00me", "ACME", "ac%20me", "a"] {
+        for (method, path) in [
+            (Method::GET, format!("/admin/tenants/{slug}")),
+            (Method::PATCH, format!("/admin/tenants/{slug}")),
+            (Method::DELETE, format!("/admin/tenants/{slug}")),
+            (Method::GET, format!("/admin/tenants/{slug}/domains")),
+            (Method::POST, format!("/admin/tenants/{slug}/domains")),
+        ] {
+            let mut request = app
+                .request(method.clone(), BASE_DOMAIN, &path)
+                .bearer_auth(ADMIN_API_TOKEN);
+            if method == Method::PATCH {
+                request = request.json(&json!({"status": "suspended"}));
+            } else if method == Method::POST {
+                request = request.json(&json!({"domain": "notes.acme.io"}));
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                expect_error(response, StatusCode::NOT_FOUND).await,
+                "not_found",
+                "{method} {path}"
+            );
+        }
+    }
+    let response = app
+        .get(BASE_DOMAIN, "/admin/tenants/acme")
+        .bearer_auth(ADMIN_API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "acme itself is found");
+}
