@@ -35,13 +35,17 @@ revoke create on schema public
 grant usage on schema public
     to tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
 
--- Runtime role: plain DML on tenant tables (RLS decides which rows). No
--- TRUNCATE, REFERENCES or TRIGGER: TRUNCATE ignores RLS entirely. The audit
+-- Runtime role: plain DML on tenant tables (RLS decides which rows), and
+-- only what the service does. No TRUNCATE, REFERENCES or TRIGGER: TRUNCATE
+-- ignores RLS entirely. No UPDATE on users: the service never changes a
+-- user, so a runtime credential cannot promote one to owner. The audit
 -- trail is append-only for it: insert and read, never update or delete.
-grant select, insert, update, delete on users, notes to tenantry_app;
+grant select, insert, delete on users to tenantry_app;
+grant select, insert, update, delete on notes to tenantry_app;
 grant select, insert on audit_events to tenantry_app;
 -- Usage counters are written only by the count_tenant_rows() trigger, which
--- runs as the role that inserted or deleted the counted rows.
+-- runs as the role that inserted or deleted the counted rows; a restrictive
+-- policy (V6) refuses any write to them from outside a trigger.
 grant select, insert, update on usage_counters to tenantry_app;
 -- Lets the service check at boot that the schema is migrated far enough.
 grant select on schema_migrations to tenantry_app;

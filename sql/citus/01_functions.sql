@@ -68,7 +68,8 @@ begin
 end
 $$;
 
--- count_tenant_rows: as V3, made shard-aware.
+-- count_tenant_rows: as V6 (a counter row proposed never negative, the
+-- delta applied by the update), made shard-aware.
 --
 -- On Citus the statement-level triggers fire on the shard (TG_TABLE_NAME is
 -- e.g. notes_102008), so the resource comes from the trigger's argument,
@@ -101,8 +102,8 @@ begin
                 'public.usage_counters'::regclass, changed.tenant_id);
         end if;
         execute pg_catalog.format(
-            'insert into public.%I as u (tenant_id, resource, used) values ($1, $2, $3)
-             on conflict (tenant_id, resource) do update set used = u.used + excluded.used
+            'insert into public.%I as u (tenant_id, resource, used) values ($1, $2, greatest($3, 0))
+             on conflict (tenant_id, resource) do update set used = u.used + $3
              returning u.used', counters)
             into used
             using changed.tenant_id, resource, delta * changed.n;

@@ -536,7 +536,7 @@ async fn an_upsert_on_another_tenants_natural_key_is_a_fresh_insert() {
         .execute(
             "insert into users (tenant_id, id, username, email, password_hash)
              values ($1, gen_random_uuid(), 'globex-owner', 'owner@globex.test', 'x')
-             on conflict (tenant_id, lower(username)) do update set email = excluded.email",
+             on conflict (tenant_id, lower(username)) do nothing",
             &[&acme.id],
         )
         .await
@@ -549,4 +549,122 @@ async fn an_upsert_on_another_tenants_natural_key_is_a_fresh_insert() {
         "globex's row untouched"
     );
     assert_eq!(app.count("users", acme.id).await, 2);
+}
+
+/// Runs `sql` as the runtime role in a transaction bound to `tenant` (as a
+/// stolen runtime credential would), and returns the SQLSTATE it failed with.
+async fn refused_inside_the_tenant(app: &TestApp, tenant: &TestTenant, sql: &str) -> SqlState {
+    let mut runtime = app.connect_as_runtime_role().await;
+    let tx = runtime.transaction().await.unwrap();
+    tx.execute(crate::helpers::BIND_TENANT, &[&tenant.id])
+        .await
+        .unwrap();
+    let error = tx.batch_execute(sql).await.expect_err(sql);
+    sqlstate(&error)
+}
+
+#[tokio::test]
+async fn bound_to_its_own_tenant_the_runtime_role_still_cannot_bend_its_rules() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    app.register(&acme.host, "acme-member").await;
+    app.create_note(&acme, "a note").await;
+    let before = (
+        app.full_fingerprint(acme.id).await,
+        app.full_fingerprint(globex.id).await,
+    );
+    let owner = acme.id.to_string();
+    let cases: [(&str, String); 6] = [
+        // Lift its quota for good by rewriting its counter (a negative one
+        // would be refused by the CHECK too).
+        (
+            "set a usage counter",
+            "update usage_counters set used = -1000000".to_owned(),
+        ),
+        (
+            "forge a usage counter",
+            format!(
+                "insert into usage_counters (tenant_id, resource, used) values ('{owner}', 'logins', 0)"
+            ),
+        ),
+        // Promote a member to owner: the service never updates a user.
+        (
+            "promote a user",
+            format!("update users set role = 'owner' where tenant_id = '{owner}'"),
+        ),
+        // Write an event that claims an operator did it.
+        (
+            "claim to be an operator",
+            format!(
+                "insert into audit_events (tenant_id, id, actor_kind, action)
+                 values ('{owner}', gen_random_uuid(), 'admin', 'tenant.suspended')"
+            ),
+        ),
+        // Rewrite the trail.
+        (
+            "rewrite the trail",
+            "update audit_events set action = 'nothing.happened'".to_owned(),
+        ),
+        // Read the registry beyond the one host it resolves.
+        ("list the tenants", "select slug from tenants".to_owned()),
+    ];
+    for (what, sql) in cases {
+        let state = refused_inside_the_tenant(&app, &acme, &sql).await;
+        assert!(
+            state == SqlState::INSUFFICIENT_PRIVILEGE || state == SqlState::CHECK_VIOLATION,
+            "{what}: {state:?}"
+        );
+    }
+    // What it may do still works: its own rows, counted by the trigger.
+    let note = app.create_note(&acme, "another note").await;
+    assert_ne!(note, uuid::Uuid::nil());
+    let counted: i64 = app
+        .admin
+        .query_one(
+            "select used from usage_counters where tenant_id = $1 and resource = 'notes'",
+            &[&acme.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, app.count("notes", acme.id).await);
+    assert_eq!(
+        app.full_fingerprint(globex.id).await,
+        before.1,
+        "globex untouched"
+    );
+}
+
+#[tokio::test]
+async fn the_runtime_roles_limits_each_catch_a_planted_defect() {
+    let app = spawn_app().await;
+    let (acme, _) = two_tenants(&app).await;
+    // Each rule, taken away as a careless migration would: the write it
+    // stopped goes through.
+    let plants = [
+        (
+            "drop policy counters_change_only_by_the_trigger on usage_counters",
+            "update usage_counters set used = 0",
+        ),
+        (
+            "grant update on users to tenantry_app",
+            "update users set role = 'owner'",
+        ),
+        (
+            "drop policy audit_actor_is_not_an_operator on audit_events",
+            "insert into audit_events (tenant_id, id, actor_kind, action)
+             select tenant_id, gen_random_uuid(), 'admin', 'tenant.suspended' from users limit 1",
+        ),
+    ];
+    for (plant, sql) in plants {
+        app.plant(&[plant]).await;
+        let mut runtime = app.connect_as_runtime_role().await;
+        let tx = runtime.transaction().await.unwrap();
+        tx.execute(crate::helpers::BIND_TENANT, &[&acme.id])
+            .await
+            .unwrap();
+        tx.batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("with {plant:?}, {sql:?} should go through: {error}"));
+    }
 }

@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "onboarding",
         sql: include_str!("../../../sql/migrations/V5__onboarding.sql"),
     },
+    Migration {
+        version: 6,
+        name: "least_privilege",
+        sql: include_str!("../../../sql/migrations/V6__least_privilege.sql"),
+    },
 ];
 
 const ROLES_SQL: &str = include_str!("../../../sql/roles.sql");
