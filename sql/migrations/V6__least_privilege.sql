@@ -8,13 +8,28 @@
 -- INVOKER, so the counter write is under the same RLS policy as the rows),
 -- which is why the runtime role holds INSERT and UPDATE on usage_counters;
 -- with them it could set a counter to any number and lift its own quota for
--- good. A restrictive policy now lets the runtime and registry roles write
--- counters only from inside a trigger (pg_trigger_depth() > 0): they cannot
--- create triggers or functions, so the only trigger there is ours.
-create policy counters_change_only_by_the_trigger on usage_counters
-    as restrictive for all to tenantry_app, tenantry_registry
-    using (true)
-    with check (pg_catalog.pg_trigger_depth() > 0);
+-- good. A guard trigger now refuses a counter write by the runtime or
+-- registry role unless it comes from inside another trigger
+-- (pg_trigger_depth() of 2 or more: the guard's own firing is 1). Those
+-- roles can create neither triggers nor functions, so the only trigger
+-- there is ours. A trigger, not a restrictive policy: Citus copies policies
+-- to the shards without AS RESTRICTIVE, and a permissive one would widen
+-- what the tenant policy allows.
+create function guard_usage_counters()
+returns trigger
+language plpgsql security invoker set search_path = ''
+as $$
+begin
+    if pg_catalog.pg_trigger_depth() < 2 and current_user in ('tenantry_app', 'tenantry_registry') then
+        raise exception 'usage counters change only by the counting trigger'
+            using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+end
+$$;
+revoke all on function guard_usage_counters() from public;
+create trigger usage_counters_written_by_the_trigger_only before insert or update on usage_counters
+    for each row execute function guard_usage_counters();
 
 -- And whatever writes them, a counter never goes below zero. The trigger's
 -- body is V3's, but for the counter row it proposes: never negative (a
@@ -50,9 +65,23 @@ $$;
 alter table usage_counters add constraint usage_counters_used_not_negative check (used >= 0);
 
 -- The audit trail is append-only for the runtime role (sql/grants.sql); it
--- records sign-ups, sign-ins and users' actions, never an operator's. A
--- restrictive policy (ANDed with the tenant policy) keeps the runtime role
--- from writing events that claim to come from an operator.
-create policy audit_actor_is_not_an_operator on audit_events
-    as restrictive for insert to tenantry_app
-    with check (actor_kind <> 'admin');
+-- records sign-ups, sign-ins and users' actions, never an operator's (an
+-- operator's onboarding writes its events as tenantry_registry, and the
+-- admin role its own). A guard trigger keeps the runtime role from writing
+-- events that claim to come from an operator (a trigger, for the same
+-- Citus reason as above).
+create function guard_audit_actor()
+returns trigger
+language plpgsql security invoker set search_path = ''
+as $$
+begin
+    if current_user = 'tenantry_app' and new.actor_kind = 'admin' then
+        raise exception 'the runtime role does not record operators'' actions'
+            using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+end
+$$;
+revoke all on function guard_audit_actor() from public;
+create trigger audit_events_never_in_an_operators_name before insert on audit_events
+    for each row execute function guard_audit_actor();

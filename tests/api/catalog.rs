@@ -18,9 +18,10 @@ pub(crate) const TENANT_TABLE: &str = "c.relkind in ('r', 'p')
     and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)";
 
 /// RLS enabled and forced, and a permissive policy for every command whose
-/// USING and WITH CHECK are both the tenant comparison; no other permissive
-/// policy except the registry's documented exemption (restrictive policies
-/// only narrow what the permissive ones allow).
+/// USING and WITH CHECK are both the tenant comparison; no other policy except
+/// the registry's documented exemption. Not even a restrictive one: Citus
+/// copies policies to the shards without AS RESTRICTIVE, where it would be
+/// permissive and widen what the tenant policy allows.
 fn rls_check() -> String {
     let predicate = tenantry::db::audit::TENANT_PREDICATE.replace('\'', "''");
     format!(
@@ -36,7 +37,7 @@ fn rls_check() -> String {
          union all
          select 'policy ' || p.polname || ' on ' || c.oid::regclass::text || ' is not the tenant comparison'
          from pg_policy p join pg_class c on c.oid = p.polrelid
-         where {TENANT_TABLE} and p.polpermissive
+         where {TENANT_TABLE}
            and not (coalesce(pg_get_expr(p.polqual, p.polrelid), '') in ('', '{predicate}')
                     and coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') in ('', '{predicate}'))
            and not (c.relname = 'tenant_domains' and p.polname = 'registry_lookup' and p.polcmd = 'r'

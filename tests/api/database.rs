@@ -643,7 +643,7 @@ async fn the_runtime_roles_limits_each_catch_a_planted_defect() {
     // stopped goes through.
     let plants = [
         (
-            "drop policy counters_change_only_by_the_trigger on usage_counters",
+            "drop trigger usage_counters_written_by_the_trigger_only on usage_counters",
             "update usage_counters set used = 0",
         ),
         (
@@ -651,9 +651,9 @@ async fn the_runtime_roles_limits_each_catch_a_planted_defect() {
             "update users set role = 'owner'",
         ),
         (
-            "drop policy audit_actor_is_not_an_operator on audit_events",
+            "drop trigger audit_events_never_in_an_operators_name on audit_events",
             "insert into audit_events (tenant_id, id, actor_kind, action)
-             select tenant_id, gen_random_uuid(), 'admin', 'tenant.suspended' from users limit 1",
+             values (current_setting('app.tenant_id')::uuid, '00000000-0000-7000-8000-000000000001', 'admin', 'tenant.suspended')",
         ),
     ];
     for (plant, sql) in plants {

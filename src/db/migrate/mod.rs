@@ -96,6 +96,8 @@ const GRANTS_SQL: &str = include_str!("../../../sql/grants.sql");
 const CITUS_SEQUENTIAL_SQL: &str = "do $$ begin
     if exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
         set local citus.multi_shard_modify_mode to 'sequential';
+        -- A migration may add a trigger to a distributed table (V6 does).
+        set local citus.enable_unsafe_triggers to on;
     end if;
 end $$";
 
