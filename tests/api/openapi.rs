@@ -145,6 +145,23 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
         initializer.contains("\"validatorUrl\": \"none\""),
         "{initializer}"
     );
+    // Stored gzipped: sent so to a client that takes gzip, inflated for one
+    // that does not.
+    let plain = app
+        .get("any-host.invalid", "/docs/swagger-ui.css")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.text().await.unwrap().contains(".swagger-ui"));
+    let gzipped = app
+        .get("any-host.invalid", "/docs/swagger-ui.css")
+        .header("accept-encoding", "br;q=1, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(&gzipped.bytes().await.unwrap()[..2], [0x1f, 0x8b]);
 }
 
 #[tokio::test]
