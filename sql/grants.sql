@@ -34,6 +34,15 @@ revoke create on schema public
     from tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
 grant usage on schema public
     to tenantry_app, tenantry_registry, tenantry_admin, tenantry_analytics, tenantry_usage;
+-- No temporary objects for anyone but the database's owner: a temporary
+-- function and trigger would let a role fire its own SQL from inside a
+-- trigger, and so past the guard triggers of V6 (PUBLIC holds TEMPORARY on
+-- every new database by default).
+do $$
+begin
+    execute pg_catalog.format('revoke temporary on database %I from public', pg_catalog.current_database());
+end
+$$;
 
 -- Runtime role: plain DML on tenant tables (RLS decides which rows), and
 -- only what the service does. No TRUNCATE, REFERENCES or TRIGGER: TRUNCATE
@@ -44,17 +53,15 @@ grant select, insert, delete on users to tenantry_app;
 grant select, insert, update, delete on notes to tenantry_app;
 grant select, insert on audit_events to tenantry_app;
 -- Usage counters are written only by the count_tenant_rows() trigger, which
--- runs as the role that inserted or deleted the counted rows; a restrictive
--- policy (V6) refuses any write to them from outside a trigger.
+-- runs as the role that inserted or deleted the counted rows; a guard
+-- trigger (V6) refuses any write to them from outside another trigger.
 grant select, insert, update on usage_counters to tenantry_app;
 -- Lets the service check at boot that the schema is migrated far enough.
 grant select on schema_migrations to tenantry_app;
--- The pre-tenant path (host -> tenant, tenant registration) and the tenant's
--- status for every tenant transaction.
--- create_tenant is kept for revisions still running during a deploy;
--- sign-up goes through signup_tenant (V5).
+-- The pre-tenant path (host -> tenant, sign-up) and the tenant's status for
+-- every tenant transaction.
 grant execute on function tenant_by_slug(text), tenant_by_domain(text),
-    create_tenant(uuid, text, text, text), tenant_state(uuid),
+    tenant_state(uuid),
     bind_tenant(uuid, integer, bigint, bigint, uuid),
     signup_tenant(uuid, text, text, uuid, text, text, text, text, text, uuid[]) to tenantry_app;
 

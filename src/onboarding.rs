@@ -54,6 +54,10 @@ impl NewTenant {
         hasher: &PasswordHasher,
     ) -> Result<Self> {
         let slug = Slug::parse(slug).map_err(|m| ApiError::invalid("slug", m))?;
+        // Before the password is hashed: a reserved slug costs nothing.
+        if slug.is_reserved() {
+            return Err(ApiError::Conflict(SLUG_RESERVED));
+        }
         let name = TenantName::parse(name).map_err(|m| ApiError::invalid("name", m))?;
         let owner = owner.validate(hasher, "owner.", Role::Owner).await?;
         Ok(Self {
@@ -98,9 +102,6 @@ pub async fn onboard(
     registrar: Registrar<'_>,
     request_id: Option<&str>,
 ) -> Result<Onboarded> {
-    if tenant.slug.is_reserved() {
-        return Err(ApiError::Conflict(SLUG_RESERVED));
-    }
     let id = tenant.id;
     let (transaction, by) = match registrar {
         Registrar::SignUp { db, limits, by } => {

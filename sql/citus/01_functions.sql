@@ -103,7 +103,7 @@ begin
         end if;
         execute pg_catalog.format(
             'insert into public.%I as u (tenant_id, resource, used) values ($1, $2, greatest($3, 0))
-             on conflict (tenant_id, resource) do update set used = u.used + $3
+             on conflict (tenant_id, resource) do update set used = greatest(u.used + $3, 0)
              returning u.used', counters)
             into used
             using changed.tenant_id, resource, delta * changed.n;

@@ -11,8 +11,9 @@
 -- good. A guard trigger now refuses a counter write by the runtime or
 -- registry role unless it comes from inside another trigger
 -- (pg_trigger_depth() of 2 or more: the guard's own firing is 1). Those
--- roles can create neither triggers nor functions, so the only trigger
--- there is ours. A trigger, not a restrictive policy: Citus copies policies
+-- roles can create neither triggers nor functions (not even temporary ones:
+-- sql/grants.sql takes TEMPORARY on the database from PUBLIC), so the only
+-- trigger there is ours. A trigger, not a restrictive policy: Citus copies policies
 -- to the shards without AS RESTRICTIVE, and a permissive one would widen
 -- what the tenant policy allows.
 create function guard_usage_counters()
@@ -50,8 +51,9 @@ begin
         from changed_rows c
         group by c.tenant_id
         on conflict (tenant_id, resource) do update
-            set used = u.used + delta * (select pg_catalog.count(*) from changed_rows c
-                                         where c.tenant_id = excluded.tenant_id)
+            -- Clamped: a counter that drifted low must not make deletes fail.
+            set used = greatest(u.used + delta * (select pg_catalog.count(*) from changed_rows c
+                                                  where c.tenant_id = excluded.tenant_id), 0)
         returning u.used
     loop
         if delta > 0 and counter.used > quota then
@@ -85,3 +87,28 @@ $$;
 revoke all on function guard_audit_actor() from public;
 create trigger audit_events_never_in_an_operators_name before insert on audit_events
     for each row execute function guard_audit_actor();
+
+-- Owners come from onboarding only (onboard_tenant, as tenantry_registry) or
+-- an operator's import (as tenantry_admin). The runtime role registers
+-- members; it has no UPDATE on users (sql/grants.sql), and this guard keeps
+-- it from inserting an owner.
+create function guard_user_role()
+returns trigger
+language plpgsql security invoker set search_path = ''
+as $$
+begin
+    if current_user = 'tenantry_app' and new.role <> 'member' then
+        raise exception 'the runtime role registers members only'
+            using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+end
+$$;
+revoke all on function guard_user_role() from public;
+create trigger users_registered_as_members_only before insert on users
+    for each row execute function guard_user_role();
+
+-- The V1 registration function took a plan from its caller, the runtime
+-- role; V5 kept it for the revisions still running during that deploy.
+-- Sign-up goes through signup_tenant() (V5), which takes no plan: contract.
+drop function create_tenant(uuid, text, text, text);

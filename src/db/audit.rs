@@ -38,7 +38,6 @@ pub const TENANT_PREDICATE: &str =
 pub const DEFINER_ALLOWLIST: &[&str] = &[
     "public.tenant_by_slug(text)",
     "public.tenant_by_domain(text)",
-    "public.create_tenant(uuid, text, text, text)",
     "public.tenant_state(uuid)",
     "public.signup_tenant(uuid, text, text, uuid, text, text, text, text, text, uuid[])",
     // Executable only by tenantry_admin: operator onboarding.
@@ -82,6 +81,7 @@ async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
                     array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid
                           where m.member = r.oid order by 1),
                     has_database_privilege(r.oid, current_database(), 'CREATE'),
+                    has_database_privilege(r.oid, current_database(), 'TEMPORARY'),
                     array(select n.nspname::text from pg_namespace n
                           where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
                             and has_schema_privilege(r.oid, n.oid, 'CREATE') order by 1)
@@ -125,7 +125,13 @@ async fn role_problems(client: &Client) -> anyhow::Result<Vec<String>> {
     if row.get::<_, bool>(7) {
         problems.push(format!("role {role} can create schemas in this database"));
     }
-    let schemas: Vec<String> = row.get(8);
+    if row.get::<_, bool>(8) {
+        problems.push(format!(
+            "role {role} can create temporary objects in this database (functions and triggers \
+             of its own would run past the guard triggers)"
+        ));
+    }
+    let schemas: Vec<String> = row.get(9);
     if !schemas.is_empty() {
         problems.push(format!(
             "role {role} can create objects in schema(s) {}",

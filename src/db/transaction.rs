@@ -185,7 +185,8 @@ impl Actor<'_> {
             .transpose()?;
         match (self, role) {
             (Self::User { .. } | Self::Owner { .. }, None) => Err(ApiError::Unauthorized),
-            (Self::Owner { .. }, Some(Role::Member)) => {
+            (Self::Owner { .. }, Some(Role::Owner)) => Ok(()),
+            (Self::Owner { .. }, Some(_)) => {
                 Err(ApiError::Forbidden("only the tenant's owner may do this"))
             }
             _ => Ok(()),

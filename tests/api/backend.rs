@@ -97,6 +97,14 @@ impl Backend {
         local::ensure_database(&admin, name, template)
             .await
             .expect("create test database");
+        // A database's own privileges are not cloned from its template;
+        // `tenantry migrate` (sql/grants.sql) takes TEMPORARY from PUBLIC.
+        admin
+            .batch_execute(&format!(
+                "revoke temporary on database \"{name}\" from public"
+            ))
+            .await
+            .expect("the clone's database privileges");
     }
 
     /// Drops database `name` once its test is done with it, unless the test

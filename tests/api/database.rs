@@ -264,7 +264,7 @@ async fn tenant_lookup_functions_answer_only_the_exact_question() {
 }
 
 #[tokio::test]
-async fn create_tenant_only_runs_inside_a_transaction_bound_to_the_new_tenant() {
+async fn sign_up_only_runs_inside_a_transaction_bound_to_the_new_tenant() {
     let app = spawn_app().await;
     let (acme, _) = two_tenants(&app).await;
     let mut runtime = app.connect_as_runtime_role().await;
@@ -272,7 +272,8 @@ async fn create_tenant_only_runs_inside_a_transaction_bound_to_the_new_tenant() 
 
     let unbound = runtime
         .execute(
-            "select create_tenant($1, 'rogue', 'Rogue', 'free')",
+            "select * from signup_tenant($1, 'rogue', 'Rogue', gen_random_uuid(), 'owner', 'o@rogue.test', 'x', 'anonymous', null,
+                                         array[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])",
             &[&new_id],
         )
         .await;
@@ -287,7 +288,8 @@ async fn create_tenant_only_runs_inside_a_transaction_bound_to_the_new_tenant() 
         .unwrap();
     let other = tx
         .execute(
-            "select create_tenant($1, 'rogue', 'Rogue', 'free')",
+            "select * from signup_tenant($1, 'rogue', 'Rogue', gen_random_uuid(), 'owner', 'o@rogue.test', 'x', 'anonymous', null,
+                                         array[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])",
             &[&new_id],
         )
         .await;
@@ -574,23 +576,38 @@ async fn bound_to_its_own_tenant_the_runtime_role_still_cannot_bend_its_rules() 
         app.full_fingerprint(globex.id).await,
     );
     let owner = acme.id.to_string();
-    let cases: [(&str, String); 6] = [
-        // Lift its quota for good by rewriting its counter (a negative one
-        // would be refused by the CHECK too).
+    let member = Uuid::now_v7();
+    let cases: [(&str, String); 8] = [
+        // Lift its quota for good by rewriting its counter (to a value the
+        // CHECK would allow).
         (
             "set a usage counter",
-            "update usage_counters set used = -1000000".to_owned(),
+            "update usage_counters set used = 0".to_owned(),
         ),
         (
-            "forge a usage counter",
+            "upsert a usage counter",
             format!(
-                "insert into usage_counters (tenant_id, resource, used) values ('{owner}', 'logins', 0)"
+                "insert into usage_counters (tenant_id, resource, used) values ('{owner}', 'notes', 0)
+                 on conflict (tenant_id, resource) do update set used = 0"
             ),
         ),
-        // Promote a member to owner: the service never updates a user.
+        // ... or from a temporary trigger of its own, where the guard would
+        // see a trigger depth of 2.
+        (
+            "create a temporary table",
+            "create temporary table stash (x int)".to_owned(),
+        ),
+        // Promote a member to owner, or make one: owners come from onboarding.
         (
             "promote a user",
             format!("update users set role = 'owner' where tenant_id = '{owner}'"),
+        ),
+        (
+            "create an owner",
+            format!(
+                "insert into users (tenant_id, id, username, email, password_hash, role)
+                 values ('{owner}', '{member}', 'mallory', 'm@acme.test', 'x', 'owner')"
+            ),
         ),
         // Write an event that claims an operator did it.
         (
@@ -610,11 +627,13 @@ async fn bound_to_its_own_tenant_the_runtime_role_still_cannot_bend_its_rules() 
     ];
     for (what, sql) in cases {
         let state = refused_inside_the_tenant(&app, &acme, &sql).await;
-        assert!(
-            state == SqlState::INSUFFICIENT_PRIVILEGE || state == SqlState::CHECK_VIOLATION,
-            "{what}: {state:?}"
-        );
+        assert_eq!(state, SqlState::INSUFFICIENT_PRIVILEGE, "{what}");
     }
+    assert_eq!(
+        app.full_fingerprint(acme.id).await,
+        before.0,
+        "acme unchanged"
+    );
     // What it may do still works: its own rows, counted by the trigger.
     let note = app.create_note(&acme, "another note").await;
     assert_ne!(note, uuid::Uuid::nil());
@@ -649,6 +668,12 @@ async fn the_runtime_roles_limits_each_catch_a_planted_defect() {
         (
             "grant update on users to tenantry_app",
             "update users set role = 'owner'",
+        ),
+        (
+            "drop trigger users_registered_as_members_only on users",
+            "insert into users (tenant_id, id, username, email, password_hash, role)
+             values (current_setting('app.tenant_id')::uuid, '00000000-0000-7000-8000-000000000002',
+                     'mallory', 'm@acme.test', 'x', 'owner')",
         ),
         (
             "drop trigger audit_events_never_in_an_operators_name on audit_events",

@@ -156,6 +156,10 @@ async fn the_audit_catches_each_planted_weakness() {
             "grant create on schema public to tenantry_app",
             "can create objects in schema(s) public",
         ),
+        (
+            "do $$ begin execute format('grant temporary on database %I to public', current_database()); end $$",
+            "can create temporary objects in this database",
+        ),
     ];
     for (plant, expected) in plants {
         let dbname = cluster.migrated_database().await;

@@ -357,7 +357,6 @@ async fn the_database_itself_refuses_reserved_slugs_and_operator_actors_from_the
     // or a bug that skipped the service's own check).
     let mut runtime = app.connect_as_runtime_role().await;
     let attempts = [
-        ("select create_tenant($1, 'www', 'W', 'free')", "tenants_slug_reserved"),
         (
             "select * from signup_tenant($1, 'www', 'W', gen_random_uuid(), 'owner', 'o@w.test', 'x', 'anonymous', null,
                                          array[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])",
