@@ -16,6 +16,7 @@ pub mod docs;
 pub mod extract;
 pub mod extractors;
 pub mod health;
+pub mod json_body;
 pub mod middleware;
 pub mod notes;
 pub mod openapi;

@@ -170,6 +170,26 @@ async fn validation_errors_name_the_field() {
 }
 
 #[tokio::test]
+async fn values_valid_in_json_but_beyond_a_program_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    // RFC 8259 sets no range on numbers and allows unpaired surrogate escapes:
+    // the body is JSON, the value is what cannot be accepted.
+    for (body, field) in [
+        (r#"{"content":1e999999}"#, "content"),
+        (r#"{"content":-1e400}"#, "content"),
+        (r#"{"content":"a\ud800b"}"#, "content"),
+    ] {
+        let response = send(&app, &acme, Method::POST, "/api/notes", body.into()).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "validation_failed", "{body}");
+        assert_eq!(error["error"]["field"], field, "{body}");
+    }
+    assert_eq!(app.count("notes", acme.id).await, 0);
+}
+
+#[tokio::test]
 async fn content_types_other_than_json_are_415() {
     let app = spawn_app().await;
     let acme = app.onboard("acme").await;
@@ -450,7 +470,8 @@ async fn a_shower_of_hostile_bodies_gets_exact_client_errors() {
         // Valid JSON grammar (no range limit in RFC 8259), but not an object.
         (b"1e999999".to_vec(), 422, 422),
         (deep, 422, 422),
-        (b"{\"content\": \"\\ud800\"}".to_vec(), 400, 422),
+        // Grammatical, but an unpaired surrogate is no text: a bad value.
+        (b"{\"content\": \"\\ud800\"}".to_vec(), 422, 422),
         (b"{\"content\": {\"$ne\": null}}".to_vec(), 422, 422),
         (
             b"{\"content\": \"'; drop table notes; --\"}".to_vec(),
