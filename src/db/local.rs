@@ -28,7 +28,7 @@ const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl, postgres
      or set PG_BIN_DIR to the directory holding them, or set DATABASE_URL to use an existing server.";
 
 /// A running private cluster.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalCluster {
     root: PathBuf,
     bin_dir: PathBuf,
@@ -139,11 +139,22 @@ impl LocalCluster {
 
     /// Stops the server (fast shutdown: open sessions are rolled back).
     pub fn stop(&self) -> anyhow::Result<()> {
+        self.stop_in_mode("fast")
+    }
+
+    /// Stops the server as a crash would: no checkpoint, sessions cut, and
+    /// the next start replays the write-ahead log. For fault drills (the
+    /// test suite restarts its own cluster under load this way).
+    pub fn crash(&self) -> anyhow::Result<()> {
+        self.stop_in_mode("immediate")
+    }
+
+    fn stop_in_mode(&self, mode: &str) -> anyhow::Result<()> {
         let runner = Runner::for_current_user(&self.root)?;
         let data_dir = self.root.join("data");
         runner.run(
             &self.bin_dir.join("pg_ctl"),
-            &["stop", "-m", "fast", "-D", path_str(&data_dir)?],
+            &["stop", "-m", mode, "-D", path_str(&data_dir)?],
         )?;
         Ok(())
     }

@@ -72,7 +72,12 @@ pub async fn cluster() -> &'static TestCluster {
 
 impl TestCluster {
     async fn set_up() -> Self {
-        let superuser = backend::superuser_config().await;
+        Self::set_up_on(backend::superuser_config().await).await
+    }
+
+    /// The harness on the server `superuser` reaches: the owner role, the
+    /// migrated template. Tests that stop their server build one of their own.
+    pub async fn set_up_on(superuser: Config) -> Self {
         let admin = connect(&superuser).await;
         // Serialise set-up across test processes of the same cluster.
         admin
@@ -332,7 +337,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server after `customize` adjusted its settings.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let cluster = cluster().await;
+    spawn_app_on(cluster().await, customize).await
+}
+
+/// Starts a server on a database of `cluster` after `customize` adjusted its settings.
+pub async fn spawn_app_on(
+    cluster: &'static TestCluster,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dbname = cluster.migrated_database().await;
     let dns = TestDns::start().await;
     let mut settings = test_settings(cluster, &dbname);
@@ -560,6 +572,31 @@ impl TestApp {
     }
 
     /// Rows of `table` belonging to `tenant`, counted as the superuser.
+    /// The stored content of `note`, read over a new superuser connection
+    /// (so it works after a test has cut the old ones).
+    pub async fn note_content(&self, note: Uuid) -> String {
+        let fresh = connect(&self.cluster.superuser_on(&self.dbname)).await;
+        fresh
+            .query_one("select content from notes where id = $1", &[&note])
+            .await
+            .expect("the note exists")
+            .get(0)
+    }
+
+    /// How many of `contents` are stored as notes, over a new connection.
+    pub async fn notes_stored_among(&self, contents: &[String]) -> usize {
+        let fresh = connect(&self.cluster.superuser_on(&self.dbname)).await;
+        let stored: i64 = fresh
+            .query_one(
+                "select count(*) from notes where content = any($1)",
+                &[&contents],
+            )
+            .await
+            .expect("count notes")
+            .get(0);
+        usize::try_from(stored).expect("a count")
+    }
+
     pub async fn count(&self, table: &str, tenant: Uuid) -> i64 {
         self.admin
             .query_one(

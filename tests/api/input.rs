@@ -181,7 +181,11 @@ async fn values_valid_in_json_but_beyond_a_program_are_422_naming_the_field() {
         (r#"{"content":"a\ud800b"}"#, "content"),
     ] {
         let response = send(&app, &acme, Method::POST, "/api/notes", body.into()).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], "validation_failed", "{body}");
         assert_eq!(error["error"]["field"], field, "{body}");

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenantry::startup::Application;
 
+use crate::faults::free_port;
 use crate::helpers::{JWT_CURRENT, cluster, connect, spawn_app, test_settings};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tenantry");
@@ -385,33 +386,73 @@ fn wait_for_exit(child: &mut Running, limit: Duration) -> std::process::ExitStat
     }
 }
 
+/// A drill: `tenantry serve` (with `SHUTDOWN_TIMEOUT_MS` = `drain`) on a
+/// test app's database, `in_flight` updates of one note provably in flight
+/// (waiting on a row lock the test holds), then SIGTERM.
+struct ShutdownDrill {
+    app: crate::helpers::TestApp,
+    note: uuid::Uuid,
+    server: Running,
+    port: u16,
+    lock: crate::helpers::RowLock,
+    updates: Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>>,
+    signalled: Instant,
+}
+
+impl ShutdownDrill {
+    async fn run(drain: Duration, in_flight: usize) -> Self {
+        // The tenant and the note come from an in-process app on the same database.
+        let app = spawn_app().await;
+        let acme = app.onboard("acme").await;
+        let note = app.create_note(&acme, "before shutdown").await;
+        let mut env = serve_env(app.cluster.url_for("tenantry_app", &app.dbname));
+        env.push(("SHUTDOWN_TIMEOUT_MS", drain.as_millis().to_string()));
+        let (server, port) = start_server(&env);
+        let lock = app.lock_note(note).await;
+        let updates = (0..in_flight)
+            .map(|index| {
+                tokio::spawn(
+                    app.http
+                        .patch(format!("http://127.0.0.1:{port}/api/notes/{note}"))
+                        .header("host", &acme.host)
+                        .bearer_auth(&acme.token)
+                        .json(&json!({"content": format!("after shutdown {index}")}))
+                        .send(),
+                )
+            })
+            .collect();
+        app.wait_until_blocked_on_locks(i64::try_from(in_flight).unwrap())
+            .await;
+        send_signal(&server, "-TERM");
+        Self {
+            app,
+            note,
+            server,
+            port,
+            lock,
+            updates,
+            signalled: Instant::now(),
+        }
+    }
+}
+
 #[tokio::test]
-async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
-    // Arrange a tenant and a note through an in-process app on the same database.
-    let app = spawn_app().await;
-    let acme = app.onboard("acme").await;
-    let note = app.create_note(&acme, "before shutdown").await;
-    let (mut server, port) =
-        start_server(&serve_env(app.cluster.url_for("tenantry_app", &app.dbname)));
-    let url = format!("http://127.0.0.1:{port}/api/notes/{note}");
-
-    // Hold a lock on the note so the update is provably in flight when SIGTERM arrives.
-    let lock = app.lock_note(note).await;
-    let update = tokio::spawn(
-        app.http
-            .patch(&url)
-            .header("host", &acme.host)
-            .bearer_auth(&acme.token)
-            .json(&json!({"content": "after shutdown"}))
-            .send(),
-    );
-    app.wait_until_blocked_on_a_lock().await;
-
-    send_signal(&server, "-TERM");
+async fn sigterm_lets_in_flight_writes_finish_refuses_new_ones_and_exits_0_within_the_drain_time() {
+    // Two updates: the free plan's two database connections.
+    let drain = Duration::from_secs(5);
+    let ShutdownDrill {
+        app,
+        note,
+        mut server,
+        port,
+        lock,
+        updates,
+        signalled,
+    } = ShutdownDrill::run(drain, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         server.0.try_wait().unwrap().is_none(),
-        "still draining the in-flight request"
+        "still draining the in-flight requests"
     );
     let refused = app
         .http
@@ -424,26 +465,82 @@ async fn sigterm_lets_an_in_flight_write_finish_then_exits_cleanly() {
     );
 
     lock.release().await;
-    let response = update.await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let status = wait_for_exit(&mut server, Duration::from_secs(10));
+    for update in updates {
+        assert_eq!(update.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let status = wait_for_exit(&mut server, drain);
     assert!(status.success(), "exit status {status}");
-    let content: String = app
-        .admin
-        .query_one("select content from notes where id = $1", &[&note])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(content, "after shutdown", "the in-flight write committed");
+    let drained_in = signalled.elapsed();
+    assert!(drained_in < drain, "exited {drained_in:?} after SIGTERM");
+    let content = app.note_content(note).await;
+    assert!(
+        content.starts_with("after shutdown"),
+        "the in-flight writes committed: {content}"
+    );
+    eprintln!(
+        "faults: SIGTERM with 2 requests in flight: all answered 200, exit 0 after {drained_in:?}"
+    );
 }
 
-/// A free TCP port on loopback (released before use; good enough for tests).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+#[tokio::test]
+async fn a_request_outlasting_the_drain_time_is_cut_and_the_process_still_exits_0_on_time() {
+    let drain = Duration::from_secs(1);
+    let ShutdownDrill {
+        app,
+        note,
+        mut server,
+        lock,
+        mut updates,
+        signalled,
+        ..
+    } = ShutdownDrill::run(drain, 1).await;
+    // The lock outlives the drain time: the process must not wait for it.
+    let status = wait_for_exit(&mut server, drain + Duration::from_secs(4));
+    let exited_in = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        exited_in >= drain,
+        "exited before the drain time: {exited_in:?}"
+    );
+    let cut = updates.pop().unwrap().await.unwrap();
+    assert!(
+        cut.is_err(),
+        "the connection was closed without an answer: {cut:?}"
+    );
+    lock.release().await;
+
+    // The cut request's transaction dies with its connection once the lock
+    // lets its UPDATE run (its COMMIT never comes): nothing half-done. The
+    // in-process app's own sessions are idle.
+    let waited = Instant::now();
+    loop {
+        let busy: i64 = app
+            .admin
+            .query_one(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and usename = 'tenantry_app' and state <> 'idle'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the server's sessions linger"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.note_content(note).await,
+        "before shutdown",
+        "the cut write did not commit"
+    );
+    eprintln!(
+        "faults: SIGTERM with a request outlasting a {drain:?} drain time: cut, exit 0 after {exited_in:?}"
+    );
 }
 
 /// Runs `tenantry dev` until it has printed its examples, runs them with

@@ -467,13 +467,7 @@ async fn a_plans_statement_timeout_ends_a_slow_transaction() {
     // The tests' default is 5 s: this was the plan's 300 ms.
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
     lock.release().await;
-    let content: String = app
-        .admin
-        .query_one("select content from notes where id = $1", &[&note])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(content, "original");
+    assert_eq!(app.note_content(note).await, "original");
 }
 
 async fn create(app: &TestApp, tenant: &TestTenant, content: &str) -> Response {

@@ -14,6 +14,7 @@ mod dashboard;
 mod database;
 mod dns;
 mod domains;
+mod faults;
 mod helpers;
 mod hosts;
 mod input;

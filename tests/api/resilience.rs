@@ -33,15 +33,6 @@ async fn expect_unavailable(response: Response, code: &str) {
     );
 }
 
-async fn content_of(app: &TestApp, note: uuid::Uuid) -> String {
-    let fresh = connect(&app.cluster.superuser_on(&app.dbname)).await;
-    fresh
-        .query_one("select content from notes where id = $1", &[&note])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// How long a request may take to be refused when the database is away: the
 /// pool timeout of the test plus generous slack for a loaded CI machine (a
 /// checkpoint on a busy disk stalls commits for seconds), and still far below
@@ -127,7 +118,7 @@ async fn a_request_over_the_deadline_is_503_and_its_transaction_rolls_back() {
 
     // The abandoned UPDATE ran once the lock was free, then its transaction rolled back.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(content_of(&app, note).await, "original");
+    assert_eq!(app.note_content(note).await, "original");
     let next = app
         .call(
             Method::GET,
@@ -159,7 +150,7 @@ async fn a_statement_over_the_statement_timeout_is_503_and_changes_nothing() {
         .unwrap();
     expect_unavailable(cancelled, "unavailable").await;
     lock.release().await;
-    assert_eq!(content_of(&app, note).await, "original");
+    assert_eq!(app.note_content(note).await, "original");
 }
 
 #[tokio::test]
@@ -309,7 +300,7 @@ async fn a_killed_backend_is_503_and_the_next_request_gets_a_fresh_connection() 
         .await;
     assert_eq!(next.status(), StatusCode::OK);
     assert_eq!(
-        content_of(&app, note).await,
+        app.note_content(note).await,
         "original",
         "the killed transaction rolled back"
     );
@@ -458,18 +449,9 @@ async fn all_backends_killed_under_load_fail_fast_recover_alone_and_lose_no_ackn
         .filter(|(_, s, _)| *s == StatusCode::CREATED)
         .map(|(c, _, _)| c.clone())
         .collect();
-    let fresh = connect(&app.cluster.superuser_on(&app.dbname)).await;
-    let stored: i64 = fresh
-        .query_one(
-            "select count(*) from notes where content = any($1)",
-            &[&acknowledged],
-        )
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        stored,
-        i64::try_from(acknowledged.len()).unwrap(),
+        app.notes_stored_among(&acknowledged).await,
+        acknowledged.len(),
         "every 201 is in the database"
     );
 }
