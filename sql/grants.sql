@@ -63,6 +63,7 @@ grant select on schema_migrations to tenantry_app;
 grant execute on function tenant_by_slug(text), tenant_by_domain(text),
     tenant_state(uuid),
     bind_tenant(uuid, integer, bigint, bigint, uuid),
+    bind_request(uuid, integer, bigint, bigint, uuid, text),
     signup_tenant(uuid, text, text, uuid, text, text, text, text, text, uuid[]) to tenantry_app;
 
 -- Registry role: what the SECURITY DEFINER functions it owns need, nothing more.
@@ -88,6 +89,7 @@ grant select on schema_migrations to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
 grant execute on function tenant_state(uuid),
     bind_tenant(uuid, integer, bigint, bigint, uuid),
+    bind_request(uuid, integer, bigint, bigint, uuid, text),
     onboard_tenant(uuid, text, text, text, text, text, uuid, text, text, text, text, text, text, text, uuid[])
     to tenantry_admin;
 

@@ -368,6 +368,18 @@ impl ApiError {
             .is_some_and(is_connection_broken)
     }
 
+    /// Whether this error is a statement cancelled by its `statement_timeout`
+    /// (or a cancel request): SQLSTATE 57014.
+    pub fn is_cancelled_statement(&self) -> bool {
+        let (Self::Unavailable(cause) | Self::Unexpected(cause)) = self else {
+            return false;
+        };
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+            .is_some_and(|db| db.code().code() == "57014")
+    }
+
     /// Whether this error came from a stale prepared statement (see [`is_stale_plan`]).
     pub fn is_stale_plan(&self) -> bool {
         let (Self::Unavailable(cause) | Self::Unexpected(cause)) = self else {

@@ -118,7 +118,7 @@ pub async fn onboard(
         owner: &tenant.owner,
         by,
     };
-    let write = async |tx: &TenantTx<'_>| write_first_rows(tx, &first, request_id).await;
+    let write = async |tx: TenantTx<'_>| write_first_rows(&tx, &first, request_id).await;
     let written = match transaction {
         Transaction::SignUp(db, limits) => {
             let founder = db::Actor::Founder { tenant: id, limits };

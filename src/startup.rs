@@ -7,13 +7,13 @@
 //! SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish for
 //! up to `SHUTDOWN_TIMEOUT_MS`, and closes the pool.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware,
 };
 use tokio::{net::TcpListener, sync::Notify};
@@ -21,7 +21,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer,
     sensitive_headers::SetSensitiveHeadersLayer, set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer, trace::TraceLayer,
+    trace::TraceLayer,
 };
 
 use crate::{
@@ -72,7 +72,7 @@ impl Application {
         warn_about_oversized_shares(&state.limits, settings.database.pool_size);
         spawn_sweeper(&state, settings.limits.sweep_interval);
         let (router, _) = api::router().split_for_parts();
-        let router = with_layers(router.with_state(state.clone()), settings);
+        let router = with_layers(router.with_state(state.clone()), settings, &state.db);
         let address = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(address)
             .await
@@ -118,19 +118,32 @@ impl Application {
             tracing::info!("shutdown requested; draining in-flight requests");
             notify.notify_one();
         };
-        let server = crate::serve::serve(
+        let mut server = pin!(crate::serve::serve(
             self.listener,
             self.router,
             self.header_read_timeout,
             shutdown,
-        );
+        ));
         let deadline = async {
             draining.notified().await;
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         tokio::select! {
-            () = server => {},
-            () = deadline => tracing::warn!("drain deadline reached; exiting with requests still in flight"),
+            () = &mut server => {},
+            () = deadline => {
+                // Requests still running: cancel their statements in the
+                // database (nothing of theirs may commit after we are gone),
+                // then let them answer (503) for a moment.
+                let wound_down = tokio::time::timeout(WIND_DOWN, async {
+                    let cancelled = self.db.cancel_in_flight().await;
+                    tracing::warn!(cancelled, "drain deadline reached; cancelled the statements still running");
+                    (&mut server).await;
+                })
+                .await;
+                if wound_down.is_err() {
+                    tracing::warn!("exiting with requests still in flight");
+                }
+            }
         }
         self.db.pool().close();
         tracing::info!("stopped");
@@ -232,7 +245,7 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
 /// errors, rate-limit headers, panic catching, the request deadline, body limits, and
 /// `Cache-Control: no-store` (tenant responses must never be cached by a
 /// shared cache keyed without the tenant).
-fn with_layers(router: Router, settings: &Settings) -> Router {
+fn with_layers(router: Router, settings: &Settings, db: &Db) -> Router {
     let layers = ServiceBuilder::new()
         // Outermost, so that every answer gets it, whichever layer made it
         // (a 413 for an announced length, the deadline's 503, a caught panic).
@@ -250,14 +263,22 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
         .layer(middleware::from_fn(mw::json_errors))
         .layer(middleware::from_fn(mw::rate_limit_headers))
         .layer(CatchPanicLayer::custom(mw::panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            settings.request_timeout,
+        .layer(middleware::from_fn_with_state(
+            mw::Deadline {
+                after: settings.request_timeout,
+                db: db.clone(),
+            },
+            mw::deadline,
         ))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     router.layer(layers)
 }
+
+/// After the drain time, how long cancelling the statements still running
+/// and sending their answers may take. The drain time (9 s by default) plus
+/// this stays inside Cloud Run's 10 s between SIGTERM and SIGKILL.
+const WIND_DOWN: Duration = Duration::from_millis(500);
 
 /// Completes on SIGTERM (Cloud Run's stop signal) or Ctrl-C.
 async fn shutdown_signal() {

@@ -98,7 +98,7 @@ impl Admin {
         let tenant = self.tenant(slug).await?;
         self.db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                self.insert_domain(tx, &domain, request_id).await
+                self.insert_domain(&tx, &domain, request_id).await
             })
             .await
     }
@@ -137,7 +137,7 @@ impl Admin {
         let tenant = self.tenant(slug).await?;
         self.db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                select_domains(tx).await
+                select_domains(&tx).await
             })
             .await
     }
@@ -164,7 +164,7 @@ impl Admin {
                     return Err(ApiError::NotFound("domain not found"));
                 }
                 audit::record(
-                    tx,
+                    &tx,
                     request_id,
                     &Event::new(
                         Actor::Admin,
@@ -191,7 +191,7 @@ impl Admin {
         let current = self
             .db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                select_domain(tx, &domain).await
+                select_domain(&tx, &domain).await
             })
             .await?
             .ok_or(ApiError::NotFound("domain not found"))?;
@@ -217,7 +217,7 @@ impl Admin {
                     )
                     .await?
                     .ok_or(ApiError::NotFound("domain not found"))?;
-                audit::record(tx, request_id, &Event::new(Actor::Admin, Action::DomainVerified, Some(domain.as_str().to_owned()))).await?;
+                audit::record(&tx, request_id, &Event::new(Actor::Admin, Action::DomainVerified, Some(domain.as_str().to_owned()))).await?;
                 DomainBody::from_row(&row)
             })
             .await

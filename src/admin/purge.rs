@@ -74,7 +74,7 @@ impl Admin {
         let rows = self
             .db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                count_tenant_rows(tx).await
+                count_tenant_rows(&tx).await
             })
             .await?;
         let mut deleted: BTreeMap<String, u64> = PURGE_ORDER
@@ -101,8 +101,8 @@ impl Admin {
                     let removed = self
                         .db
                         .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                            lock_suspended(tx).await?;
-                            delete_batch(tx, table, batch_size).await
+                            lock_suspended(&tx).await?;
+                            delete_batch(&tx, table, batch_size).await
                         })
                         .await?;
                     transactions += 1;
@@ -116,9 +116,9 @@ impl Admin {
         transactions += 1;
         self.db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
-                let registry_row = lock_suspended(tx).await?;
+                let registry_row = lock_suspended(&tx).await?;
                 for table in PURGE_ORDER {
-                    let removed = delete_all(tx, table).await?;
+                    let removed = delete_all(&tx, table).await?;
                     *deleted.entry((*table).to_owned()).or_default() += removed;
                 }
                 tx.execute(

@@ -142,8 +142,8 @@ impl Admin {
             .db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 Ok((
-                    select_owner(tx).await?,
-                    super::domains::select_domains(tx).await?,
+                    select_owner(&tx).await?,
+                    super::domains::select_domains(&tx).await?,
                 ))
             })
             .await?;
@@ -195,8 +195,8 @@ impl Admin {
             .db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 Ok((
-                    count_rows(tx).await?,
-                    super::domains::select_domains(tx).await?,
+                    count_rows(&tx).await?,
+                    super::domains::select_domains(&tx).await?,
                 ))
             })
             .await?;
@@ -229,7 +229,7 @@ impl Admin {
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let mut current = tenant.clone();
                 if let Some(plan) = change.plan {
-                    current = update_tenant(tx, "plan", plan.as_str()).await?;
+                    current = update_tenant(&tx, "plan", plan.as_str()).await?;
                     if tenant.plan != current.plan {
                         let event = Event::new(
                             Actor::Admin,
@@ -237,7 +237,7 @@ impl Admin {
                             Some(current.slug.clone()),
                         )
                         .with_details(json!({"from": tenant.plan, "to": current.plan}));
-                        audit::record(tx, request_id, &event).await?;
+                        audit::record(&tx, request_id, &event).await?;
                     }
                 }
                 if let Some(status) = change.status {
@@ -245,10 +245,10 @@ impl Admin {
                         TenantStatus::Active => ("active", Action::TenantResumed),
                         TenantStatus::Suspended => ("suspended", Action::TenantSuspended),
                     };
-                    current = update_tenant(tx, "status", text).await?;
+                    current = update_tenant(&tx, "status", text).await?;
                     if tenant.status != current.status {
                         audit::record(
-                            tx,
+                            &tx,
                             request_id,
                             &Event::new(Actor::Admin, action, Some(current.slug.clone())),
                         )

@@ -61,13 +61,13 @@ async fn register(
     let created = state
         .db
         .transaction(tenant.visitor(), async |tx| {
-            let created = insert_user(tx, &user).await?;
+            let created = insert_user(&tx, &user).await?;
             let event = Event::new(
                 Actor::Anonymous,
                 Action::UserRegistered,
                 Some(created.id.to_string()),
             );
-            audit::record(tx, Some(&request_id), &event).await?;
+            audit::record(&tx, Some(&request_id), &event).await?;
             Ok(created)
         })
         .await?;
@@ -138,7 +138,7 @@ async fn check_login(
             state
                 .db
                 .transaction(tenant.visitor(), async |tx| {
-                    select_credentials(tx, &username).await
+                    select_credentials(&tx, &username).await
                 })
                 .await?
         }
@@ -169,7 +169,7 @@ async fn check_login(
     state
         .db
         .transaction(tenant.visitor(), async |tx| {
-            audit::record(tx, Some(request_id), &event).await
+            audit::record(&tx, Some(request_id), &event).await
         })
         .await?;
     let Some(user) = user.filter(|_| verified) else {
@@ -237,7 +237,7 @@ async fn me(user: AuthUser, State(state): State<AppState>) -> Result<Json<MeBody
     let (found, usage) = state
         .db
         .transaction(user.acting(), async |tx| {
-            Ok((select_user(tx, user.id).await?, select_usage(tx).await?))
+            Ok((select_user(&tx, user.id).await?, select_usage(&tx).await?))
         })
         .await?;
     let found = found.ok_or(ApiError::Unauthorized)?;

@@ -3,7 +3,7 @@
 //! tower-http's 413 and timeouts, a caught panic).
 
 use axum::{
-    extract::{FromRequestParts, Request},
+    extract::{FromRequestParts, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub use crate::telemetry::http::REQUEST_ID;
 use crate::{
+    db::Db,
     error::{ApiError, ErrorCode},
     limits::RateLimitSlot,
 };
@@ -108,4 +109,31 @@ fn is_json(response: &Response) -> bool {
 /// The response for a panic caught by `CatchPanicLayer`: an opaque 500.
 pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Unexpected(anyhow::anyhow!("a request handler panicked")).into_response()
+}
+
+/// The request deadline (`REQUEST_TIMEOUT_MS`) and the database whose
+/// abandoned statements it waits for.
+#[derive(Clone)]
+pub struct Deadline {
+    pub after: std::time::Duration,
+    pub db: Db,
+}
+
+/// Answers `503 timeout` when the handler outlasts the deadline. Tenant
+/// transactions see the deadline (`db::deadline`) and have the database give
+/// up on their statements just before it, so this fires mostly outside the
+/// database (a queue, a slow body). If it fires inside, dropping the
+/// handler's future abandons its transaction, whose statement is then
+/// cancelled in the database (its `COMMIT` may already be queued behind
+/// it); the answer waits for that cancellation to be delivered.
+pub async fn deadline(State(deadline): State<Deadline>, request: Request, next: Next) -> Response {
+    let at = tokio::time::Instant::now() + deadline.after;
+    let answered = crate::db::deadline::within(at, tokio::time::timeout_at(at, next.run(request)));
+    match answered.await {
+        Ok(response) => response,
+        Err(_) => {
+            deadline.db.settle_cancellations().await;
+            ApiError::Timeout.into_response()
+        }
+    }
 }

@@ -112,18 +112,15 @@ async fn create_note(
     Ok((StatusCode::CREATED, headers, Json(note)))
 }
 
-async fn insert_note(
-    tx: &TenantTx<'_>,
-    user: &AuthUser,
-    content: &NoteContent,
-) -> Result<NoteBody> {
+async fn insert_note(tx: TenantTx<'_>, user: &AuthUser, content: &NoteContent) -> Result<NoteBody> {
+    let tenant = tx.tenant_id();
     let row = tx
-        .query_one(
+        .last_query_one(
             // The user exists: the user actor's transaction checked it.
             "insert into notes (tenant_id, id, user_id, content) values ($1, $2, $3, $4)
              returning id, content, created_at, updated_at",
             &[
-                tx.tenant_id().as_uuid(),
+                tenant.as_uuid(),
                 &Uuid::now_v7(),
                 user.id.as_uuid(),
                 &content.as_str(),
@@ -154,12 +151,13 @@ async fn get_note(
     note.map(Json).ok_or(NOTE_NOT_FOUND)
 }
 
-async fn select_note(tx: &TenantTx<'_>, user: &AuthUser, id: Uuid) -> Result<Option<NoteBody>> {
+async fn select_note(tx: TenantTx<'_>, user: &AuthUser, id: Uuid) -> Result<Option<NoteBody>> {
+    let tenant = tx.tenant_id();
     let row = tx
-        .query_opt(
+        .last_query_opt(
             "select id, content, created_at, updated_at from notes
              where tenant_id = $1 and user_id = $2 and id = $3",
-            &[tx.tenant_id().as_uuid(), user.id.as_uuid(), &id],
+            &[tenant.as_uuid(), user.id.as_uuid(), &id],
         )
         .await?;
     row.as_ref().map(NoteBody::from_row).transpose()
@@ -191,22 +189,18 @@ async fn update_note(
 }
 
 async fn update_content(
-    tx: &TenantTx<'_>,
+    tx: TenantTx<'_>,
     user: &AuthUser,
     id: Uuid,
     content: &NoteContent,
 ) -> Result<Option<NoteBody>> {
+    let tenant = tx.tenant_id();
     let row = tx
-        .query_opt(
+        .last_query_opt(
             "update notes set content = $4, updated_at = now()
              where tenant_id = $1 and user_id = $2 and id = $3
              returning id, content, created_at, updated_at",
-            &[
-                tx.tenant_id().as_uuid(),
-                user.id.as_uuid(),
-                &id,
-                &content.as_str(),
-            ],
+            &[tenant.as_uuid(), user.id.as_uuid(), &id, &content.as_str()],
         )
         .await?;
     row.as_ref().map(NoteBody::from_row).transpose()
@@ -243,7 +237,7 @@ async fn delete_note(
                 Action::NoteDeleted,
                 Some(id.to_string()),
             );
-            audit::record(tx, Some(&request_id), &event).await
+            audit::record(&tx, Some(&request_id), &event).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -283,11 +277,11 @@ async fn list_notes(
     Ok(Json(NotePage { notes, next_cursor }))
 }
 
-async fn select_page(tx: &TenantTx<'_>, user: &AuthUser, page: Page) -> Result<Vec<NoteBody>> {
+async fn select_page(tx: TenantTx<'_>, user: &AuthUser, page: Page) -> Result<Vec<NoteBody>> {
     let tenant = tx.tenant_id();
     let rows = match page.after {
         None => {
-            tx.query(
+            tx.last_query(
                 "select id, content, created_at, updated_at from notes
                  where tenant_id = $1 and user_id = $2
                  order by created_at desc, id desc limit $3",
@@ -296,7 +290,7 @@ async fn select_page(tx: &TenantTx<'_>, user: &AuthUser, page: Page) -> Result<V
             .await?
         }
         Some(cursor) => {
-            tx.query(
+            tx.last_query(
                 "select id, content, created_at, updated_at from notes
                  where tenant_id = $1 and user_id = $2 and (created_at, id) < ($3, $4)
                  order by created_at desc, id desc limit $5",

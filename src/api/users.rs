@@ -59,7 +59,7 @@ async fn list_users(
     let mut users = state
         .db
         .transaction(user.acting_as_owner(), async |tx| {
-            select_users(tx, page).await
+            select_users(&tx, page).await
         })
         .await?;
     let next_cursor = page.finish(&mut users, |user| (user.created_at, *user.id.as_uuid()));
@@ -128,7 +128,7 @@ async fn remove_user(
                 Action::UserRemoved,
                 Some(id.to_string()),
             );
-            audit::record(tx, Some(&request_id), &event).await
+            audit::record(&tx, Some(&request_id), &event).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -163,7 +163,7 @@ async fn list_audit_events(
     let mut events = state
         .db
         .transaction(user.acting_as_owner(), async |tx| {
-            audit::select_page(tx, page).await
+            audit::select_page(&tx, page).await
         })
         .await?;
     let next_cursor = page.finish(&mut events, |event| (event.at, event.id));

@@ -13,8 +13,9 @@ use deadpool_postgres::Pool;
 use tokio_postgres::{Row, types::ToSql};
 
 use super::{
-    Db, TenantTx, settle,
-    transaction::{Actor, Consistency, Operator},
+    Db, TenantTx,
+    actor::{Actor, Consistency, Operator},
+    settle,
 };
 use crate::{config::DatabaseSettings, domain::TenantId, error::Result};
 
@@ -56,7 +57,7 @@ impl AdminDb {
         &self,
         tenant: TenantId,
         consistency: Consistency,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+        work: impl AsyncFnOnce(TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let operator = Operator::new(tenant, consistency);
         self.db.transaction(Actor::Operator(operator), work).await

@@ -6,10 +6,13 @@
 //! which hands out a [`TenantTx`] to an [`Actor`] (see `transaction.rs`). Migrations run separately, as the owner
 //! role, through [`migrate::run`].
 
+mod actor;
 pub mod admin;
 pub mod analytics;
 pub mod audit;
 pub mod citus;
+pub mod deadline;
+mod in_flight;
 pub mod local;
 pub mod migrate;
 mod share;
@@ -26,8 +29,8 @@ use tokio_postgres::NoTls;
 
 use self::share::TenantShares;
 pub use self::{
+    actor::{Actor, Consistency},
     tenant_tx::TenantTx,
-    transaction::{Actor, Consistency},
 };
 use crate::{
     config::DatabaseSettings,
@@ -42,6 +45,8 @@ pub struct Db {
     statement_timeout: Duration,
     /// Each tenant's share of the pool.
     shares: Arc<TenantShares>,
+    /// The tenant transactions running now.
+    in_flight: Arc<in_flight::InFlight>,
 }
 
 impl Db {
@@ -61,7 +66,22 @@ impl Db {
                 settings.pool_size,
                 settings.tenant_queue_timeout,
             )),
+            in_flight: Arc::default(),
         })
+    }
+
+    /// Cancels, in the database, the statements of every tenant transaction
+    /// still running (at the drain deadline, before the process exits), so
+    /// that none of them commits after the service is gone; answers how
+    /// many there were. See `in_flight.rs`.
+    pub async fn cancel_in_flight(&self) -> usize {
+        self.in_flight.cancel_all().await
+    }
+
+    /// Waits until the statements of abandoned transactions are cancelled
+    /// (see `in_flight.rs`); the request deadline's 503 waits for it.
+    pub async fn settle_cancellations(&self) {
+        self.in_flight.settle().await;
     }
 
     /// The underlying pool, for tenant-less work: the registry lookup,

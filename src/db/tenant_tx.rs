@@ -1,6 +1,13 @@
 //! [`TenantTx`]: a transaction already bound to one tenant.
 
+use std::{
+    future::{Future, poll_fn},
+    pin::pin,
+    task::Poll,
+};
+
 use deadpool_postgres::Object;
+use tokio::sync::oneshot;
 use tokio_postgres::{Row, RowStream, types::ToSql};
 use tracing::{Instrument, Span};
 
@@ -10,20 +17,37 @@ use crate::domain::TenantId;
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A transaction in which `app.tenant_id` is set. Tenant-scoped queries take
-/// `&TenantTx`, never a bare client, so a query cannot run without a tenant.
+/// a `TenantTx`, never a bare client, so a query cannot run without a tenant.
 ///
 /// It deliberately exposes only parameterised, prepared statements: no
 /// `batch_execute`, no raw `BEGIN`/`COMMIT`, nothing that could change the
 /// tenant or end the transaction early. [`super::Db`] opens and ends the
 /// transaction around it.
+///
+/// The `last_*` methods run the transaction's last statement and take the
+/// transaction by value, so nothing can run after it: `COMMIT` goes out right
+/// behind it, in the same round trip. The database refuses the whole
+/// transaction if the binding's verdict was no (`bind_request`, V7), so the
+/// early `COMMIT` is then a `ROLLBACK`. What the caller does with the rows
+/// afterwards (decoding them) can no longer roll the statement back.
 pub struct TenantTx<'a> {
     client: &'a Object,
     tenant: TenantId,
+    /// Told when the last statement has gone out (see [`super::Db::transaction`]).
+    last_sent: Option<oneshot::Sender<()>>,
 }
 
 impl<'a> TenantTx<'a> {
-    pub(super) fn new(client: &'a Object, tenant: TenantId) -> Self {
-        Self { client, tenant }
+    pub(super) fn new(
+        client: &'a Object,
+        tenant: TenantId,
+        last_sent: oneshot::Sender<()>,
+    ) -> Self {
+        Self {
+            client,
+            tenant,
+            last_sent: Some(last_sent),
+        }
     }
 
     /// The tenant this transaction is bound to. Queries also filter on it
@@ -104,6 +128,70 @@ impl<'a> TenantTx<'a> {
         }
         .instrument(statement_span(sql))
         .await
+    }
+
+    /// The transaction's last statement, returning its rows; `COMMIT`
+    /// follows it in the same round trip (see the type's documentation).
+    pub async fn last_query(
+        mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let client = self.client;
+        async {
+            let statement = client.prepare_cached(sql).await?;
+            self.send_last(client.query(&statement, params)).await
+        }
+        .instrument(statement_span(sql))
+        .await
+    }
+
+    /// The transaction's last statement, returning exactly one row.
+    pub async fn last_query_one(
+        mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        let client = self.client;
+        async {
+            let statement = client.prepare_cached(sql).await?;
+            self.send_last(client.query_one(&statement, params)).await
+        }
+        .instrument(statement_span(sql))
+        .await
+    }
+
+    /// The transaction's last statement, returning at most one row.
+    pub async fn last_query_opt(
+        mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let client = self.client;
+        async {
+            let statement = client.prepare_cached(sql).await?;
+            self.send_last(client.query_opt(&statement, params)).await
+        }
+        .instrument(statement_span(sql))
+        .await
+    }
+
+    /// Sends `query`, says so, then waits for its answer. tokio-postgres
+    /// queues a request for the connection the first time its future is
+    /// polled, and the connection writes requests in the order they were
+    /// queued: once the first poll returned, a `COMMIT` queued now follows
+    /// the statement on the wire.
+    async fn send_last<T>(&mut self, query: impl Future<Output = T>) -> T {
+        let mut query = pin!(query);
+        let first = poll_fn(|context| Poll::Ready(query.as_mut().poll(context))).await;
+        if let Some(last_sent) = self.last_sent.take() {
+            // The receiver is gone only if the transaction was abandoned.
+            let _ = last_sent.send(());
+        }
+        match first {
+            Poll::Ready(output) => output,
+            Poll::Pending => query.await,
+        }
     }
 }
 

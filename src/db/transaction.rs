@@ -6,193 +6,39 @@
 //! exist or be an owner, which plan limits apply. A caller states who it is;
 //! it cannot choose which checks to skip.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use deadpool_postgres::Object;
+use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 use tracing::Instrument;
 
-use super::{Db, TenantTx, forget_stale_plans, settle};
+use super::{
+    Db, TenantTx,
+    actor::Actor,
+    deadline, forget_stale_plans,
+    in_flight::{InFlight, Registration},
+    settle,
+};
 use crate::{
-    domain::{Role, TenantId, TenantLimits, UserId},
+    domain::UserId,
     error::{ApiError, Result},
     telemetry,
 };
 
 /// The first statement of every tenant transaction, sent in the same round
-/// trip as its `BEGIN` (see [`Db::transaction`]). `bind_tenant` (V4
-/// migration) sets the tenant with `SET LOCAL`, the statement timeout and the
-/// quotas transaction-locally, and answers the tenant's status and the given
-/// user's role. Everything it sets ends with the transaction, so nothing
-/// carries over to the next user of the connection; the status makes a
-/// suspension (or a purge) apply to the next request on every instance,
-/// whatever their caches say.
-const BIND_TENANT_SQL: &str =
-    "select tenant_status, user_role from bind_tenant($1, $2, $3, $4, $5)";
-
-/// Who acts in a tenant transaction, and in which tenant.
-#[derive(Debug, Clone, Copy)]
-pub enum Actor<'a> {
-    /// Someone on the tenant's host without a token (sign-in, registration):
-    /// the tenant must be active, and its plan's limits apply.
-    Visitor {
-        tenant: TenantId,
-        limits: &'a TenantLimits,
-    },
-    /// A signed-in user: as a visitor, and the user must still exist in the
-    /// tenant (401 otherwise, and whatever the work did is rolled back).
-    User {
-        tenant: TenantId,
-        user: UserId,
-        limits: &'a TenantLimits,
-    },
-    /// A signed-in user acting as the tenant's owner: as a user, and the
-    /// user's current role must be owner (403 for a member), judged before
-    /// the work starts.
-    Owner {
-        tenant: TenantId,
-        user: UserId,
-        limits: &'a TenantLimits,
-    },
-    /// Onboarding: the tenant must not exist yet; the work creates it, bound
-    /// to it from the first statement.
-    Founder {
-        tenant: TenantId,
-        limits: &'a TenantLimits,
-    },
-    /// An operator: any status, no plan limits. Only
-    /// [`super::admin::AdminDb`] makes one, so the runtime role's pool never
-    /// runs an operator's transaction.
-    Operator(Operator),
-}
-
-/// An operator's transaction (see [`Actor::Operator`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Operator {
-    tenant: TenantId,
-    consistency: Consistency,
-}
-
-impl Operator {
-    /// Only the admin role's handle makes these.
-    pub(super) fn new(tenant: TenantId, consistency: Consistency) -> Self {
-        Self {
-            tenant,
-            consistency,
-        }
-    }
-}
-
-/// What an operator's statements see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    /// Each statement its own snapshot (`READ COMMITTED`), as requests do.
-    PerStatement,
-    /// One snapshot for the whole transaction (`REPEATABLE READ`): an export
-    /// is consistent even while the tenant keeps writing.
-    Snapshot,
-}
-
-/// What a tenant transaction expects of its tenant's registry row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    Active,
-    New,
-    Any,
-}
-
-impl Actor<'_> {
-    fn tenant(&self) -> TenantId {
-        match *self {
-            Self::Visitor { tenant, .. }
-            | Self::User { tenant, .. }
-            | Self::Owner { tenant, .. }
-            | Self::Founder { tenant, .. } => tenant,
-            Self::Operator(operator) => operator.tenant,
-        }
-    }
-
-    fn limits(&self) -> Option<&TenantLimits> {
-        match *self {
-            Self::Visitor { limits, .. }
-            | Self::User { limits, .. }
-            | Self::Owner { limits, .. }
-            | Self::Founder { limits, .. } => Some(limits),
-            Self::Operator(_) => None,
-        }
-    }
-
-    fn user(&self) -> Option<UserId> {
-        match *self {
-            Self::User { user, .. } | Self::Owner { user, .. } => Some(user),
-            _ => None,
-        }
-    }
-
-    fn expect(&self) -> Expect {
-        match self {
-            Self::Visitor { .. } | Self::User { .. } | Self::Owner { .. } => Expect::Active,
-            Self::Founder { .. } => Expect::New,
-            Self::Operator(_) => Expect::Any,
-        }
-    }
-
-    /// Whether requests of this actor share the tenant's slice of the pool
-    /// (operators and onboarding do not: neither is the tenant's traffic).
-    fn takes_a_share(&self) -> bool {
-        matches!(
-            self,
-            Self::Visitor { .. } | Self::User { .. } | Self::Owner { .. }
-        )
-    }
-
-    /// Whether the work may start before the verdict (and be rolled back if
-    /// it is no): not for an owner's work, which a member must not even
-    /// attempt.
-    fn work_may_start_first(&self) -> bool {
-        !matches!(self, Self::Owner { .. })
-    }
-
-    fn begin(&self) -> &'static str {
-        match self {
-            Self::Operator(Operator {
-                consistency: Consistency::Snapshot,
-                ..
-            }) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
-            _ => "BEGIN ISOLATION LEVEL READ COMMITTED",
-        }
-    }
-
-    /// Judges the bind statement's answer: the tenant's status, then the
-    /// user's current role.
-    fn verdict(&self, bound: &tokio_postgres::Row) -> Result<()> {
-        let tenant = self.tenant();
-        let status: Option<String> = bound.try_get("tenant_status")?;
-        match (self.expect(), status.as_deref()) {
-            (Expect::Active, Some("active")) | (Expect::New, None) | (Expect::Any, _) => {}
-            (Expect::Active, Some("suspended")) => return Err(ApiError::TenantSuspended),
-            (Expect::Active, None) => return Err(ApiError::UnknownTenant),
-            (Expect::New, Some(_)) => {
-                return Err(anyhow::anyhow!("tenant {tenant} already exists").into());
-            }
-            (Expect::Active, Some(other)) => {
-                return Err(anyhow::anyhow!("tenant {tenant} has unknown status {other:?}").into());
-            }
-        }
-        let role = bound
-            .try_get::<_, Option<&str>>("user_role")?
-            .map(Role::from_db)
-            .transpose()?;
-        match (self, role) {
-            (Self::User { .. } | Self::Owner { .. }, None) => Err(ApiError::Unauthorized),
-            (Self::Owner { .. }, Some(Role::Owner)) => Ok(()),
-            (Self::Owner { .. }, Some(_)) => {
-                Err(ApiError::Forbidden("only the tenant's owner may do this"))
-            }
-            _ => Ok(()),
-        }
-    }
-}
+/// trip as its `BEGIN` (see [`Db::transaction`]). `bind_request` (V7
+/// migration) calls `bind_tenant` (V4), which sets the tenant with `SET
+/// LOCAL`, the statement timeout and the quotas transaction-locally, and
+/// answers the tenant's status and the given user's role; `bind_request`
+/// then raises an error (SQLSTATE class `TB`) when the acting party's
+/// requirement is not met, which aborts the transaction in the database
+/// itself. Everything it sets ends with the transaction, so nothing carries
+/// over to the next user of the connection; the status makes a suspension
+/// (or a purge) apply to the next request on every instance, whatever
+/// their caches say.
+const BIND_REQUEST_SQL: &str =
+    "select tenant_status, user_role from bind_request($1, $2, $3, $4, $5, $6)";
 
 impl Db {
     /// Runs `work` in one transaction of `actor`'s tenant, bound to it, with
@@ -223,7 +69,7 @@ impl Db {
     pub async fn transaction<T>(
         &self,
         actor: Actor<'_>,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+        work: impl AsyncFnOnce(TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let tenant = actor.tenant();
         let _share = match actor.limits() {
@@ -243,7 +89,7 @@ impl Db {
             tenant.id = %tenant,
         );
         let outcome = async {
-            let checkout = Checkout(Some(self.pool.get().await?));
+            let checkout = Checkout::new(self.pool.get().await?, &self.in_flight);
             let outcome = match checkout.client() {
                 Some(client) => self.in_transaction(client, &actor, work).await,
                 None => Err(anyhow::anyhow!("the checked-out connection is gone").into()),
@@ -263,49 +109,117 @@ impl Db {
         &self,
         client: &Object,
         actor: &Actor<'_>,
-        work: impl AsyncFnOnce(&TenantTx<'_>) -> Result<T>,
+        work: impl AsyncFnOnce(TenantTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let tenant = actor.tenant();
         let quota = |value: Option<u64>| value.and_then(|n| i64::try_from(n).ok());
-        let (timeout_ms, max_users, max_notes) = match actor.limits() {
+        let (timeout, max_users, max_notes) = match actor.limits() {
             Some(limits) => (
-                limits.statement_timeout.as_millis(),
+                limits.statement_timeout,
                 quota(limits.max_users),
                 quota(limits.max_notes),
             ),
-            None => (self.statement_timeout.as_millis(), None, None),
+            None => (self.statement_timeout, None, None),
         };
+        // Within a request, the database gives up before the deadline does
+        // (see deadline.rs); a statement it cancels for that is the deadline's 503.
+        let budget = deadline::statement_budget().filter(|budget| *budget < timeout);
+        let timeout_ms = budget.unwrap_or(timeout).as_millis();
         let timeout_ms = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
-        let bind = client.prepare_cached(BIND_TENANT_SQL).await?;
+        let binding = Binding {
+            timeout_ms,
+            max_users,
+            max_notes,
+        };
+        Self::pipeline(client, actor, binding, work)
+            .await
+            .map_err(|error| {
+                if budget.is_some() && error.is_cancelled_statement() {
+                    ApiError::Timeout
+                } else {
+                    error
+                }
+            })
+    }
+
+    /// BEGIN, `bind_request` and (unless an owner's role must be judged
+    /// first) the work, pipelined; then COMMIT, right behind the work's last
+    /// statement when it has one.
+    async fn pipeline<T>(
+        client: &Object,
+        actor: &Actor<'_>,
+        binding: Binding,
+        work: impl AsyncFnOnce(TenantTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tenant = actor.tenant();
+        let Binding {
+            timeout_ms,
+            max_users,
+            max_notes,
+        } = binding;
+        let bind = client.prepare_cached(BIND_REQUEST_SQL).await?;
         let user = actor.user();
         let user = user.as_ref().map(UserId::as_uuid);
-        let params: [&(dyn ToSql + Sync); 5] =
-            [tenant.as_uuid(), &timeout_ms, &max_users, &max_notes, &user];
+        let requirement = actor.requirement();
+        let params: [&(dyn ToSql + Sync); 6] = [
+            tenant.as_uuid(),
+            &timeout_ms,
+            &max_users,
+            &max_notes,
+            &user,
+            &requirement,
+        ];
         let begin = client.batch_execute(actor.begin());
         let bind = client.query_one(&bind, &params);
-        let tx = TenantTx::new(client, tenant);
-        let value = if actor.work_may_start_first() {
-            let (begun, bound, worked) = tokio::join!(biased; begin, bind, work(&tx));
+        let (last_sent, last_gone_out) = oneshot::channel();
+        let tx = TenantTx::new(client, tenant, last_sent);
+        // COMMIT right behind the work's last statement, if it has one
+        // (`TenantTx::last_*`); otherwise after the work, below.
+        let commit_behind_last = async {
+            match last_gone_out.await {
+                Ok(()) => Some(client.batch_execute("COMMIT").await),
+                Err(_) => None,
+            }
+        };
+        let (value, committed) = if actor.work_may_start_first() {
+            let (begun, bound, worked, committed) =
+                tokio::join!(biased; begin, bind, work(tx), commit_behind_last);
             begun?;
-            actor.verdict(&bound?)?;
-            worked?
+            actor.verdict(bound)?;
+            (worked?, committed)
         } else {
             let (begun, bound) = tokio::join!(biased; begin, bind);
             begun?;
-            actor.verdict(&bound?)?;
-            work(&tx).await?
+            actor.verdict(bound)?;
+            let (worked, committed) = tokio::join!(biased; work(tx), commit_behind_last);
+            (worked?, committed)
         };
-        client.batch_execute("COMMIT").await?;
+        match committed {
+            Some(result) => result?,
+            None => client.batch_execute("COMMIT").await?,
+        }
         Ok(value)
     }
 }
 
-/// A connection checked out for one tenant transaction. Dropped before
-/// [`Checkout::finish`] (the request was cancelled mid-transaction), it
+/// What `bind_request` sets besides the tenant.
+struct Binding {
+    timeout_ms: i32,
+    max_users: Option<i64>,
+    max_notes: Option<i64>,
+}
+
+/// A connection checked out for one tenant transaction, registered as
+/// running (see [`InFlight`]). Dropped before [`Checkout::finish`] (the
+/// request was cancelled mid-transaction), it cancels its statement and
 /// closes the connection instead of returning it to the pool.
-struct Checkout(Option<Object>);
+struct Checkout(Option<Object>, Registration);
 
 impl Checkout {
+    fn new(client: Object, in_flight: &Arc<InFlight>) -> Self {
+        let registration = in_flight.register(client.cancel_token());
+        Self(Some(client), registration)
+    }
+
     fn client(&self) -> Option<&Object> {
         self.0.as_ref()
     }
@@ -334,8 +248,17 @@ impl Checkout {
 }
 
 impl Drop for Checkout {
+    /// The request was abandoned mid-transaction (its deadline, or the
+    /// client hung up). Its `COMMIT` may already be on the wire behind its
+    /// last statement, and a server reads what was sent before it notices a
+    /// closed connection: so the running statement is cancelled (over a
+    /// connection of its own, as PostgreSQL's protocol wants), which aborts
+    /// the transaction and turns that `COMMIT` into a `ROLLBACK`, and frees
+    /// the locks the statement waits on at once. The connection is closed,
+    /// never returned to the pool.
     fn drop(&mut self) {
         if let Some(client) = self.0.take() {
+            self.1.cancel_abandoned(client.cancel_token());
             drop(Object::take(client));
         }
     }

@@ -345,7 +345,7 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
     let tenant = tenant_handle(&unlimited(), &acme, "free");
 
     let slow = db.transaction(tenant.visitor(), async |tx| {
-        tx.query("select pg_sleep(1)", &[]).await?;
+        tx.query("select pg_sleep(30)", &[]).await?;
         Ok(())
     });
     assert!(
@@ -354,17 +354,26 @@ async fn a_cancelled_tenant_transaction_leaves_a_clean_connection() {
             .is_err(),
         "should time out"
     );
-    // The abandoned statement really was running on the server ...
-    let running: i64 = app
-        .admin
-        .query_one("select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(1)'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        running, 1,
-        "pg_sleep was running when the request was abandoned"
-    );
+    // The abandoned statement is cancelled on the server at once (a COMMIT
+    // may be queued behind a last statement; cancelling turns it into a
+    // ROLLBACK), not left to run its 30 s.
+    let waited = std::time::Instant::now();
+    loop {
+        let running: i64 = app
+            .admin
+            .query_one("select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(30)' and state = 'active'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if running == 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(5),
+            "the abandoned pg_sleep is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // ... and the next checkout does not wait for it: the abandoned
     // connection was closed, not returned, so the checkout is a new one.
     let waited = std::time::Instant::now();
@@ -692,4 +701,99 @@ async fn the_runtime_roles_limits_each_catch_a_planted_defect() {
             .await
             .unwrap_or_else(|error| panic!("with {plant:?}, {sql:?} should go through: {error}"));
     }
+}
+
+/// BEGIN, `bind_request`, an insert of a note into acme and COMMIT, sent
+/// together in one round trip as the service sends them; answers the
+/// binding's SQLSTATE (if it refused) and whether COMMIT reported success.
+async fn pipelined_write(
+    client: &Client,
+    acme: &TestTenant,
+    tenant: Uuid,
+    user: Option<Uuid>,
+    requirement: &str,
+) -> Option<String> {
+    let note = Uuid::now_v7();
+    let bind_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&tenant, &user, &requirement];
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&acme.id, &note, &acme.owner_id];
+    // Prepared first, as the service's statements are: an unprepared one
+    // would go out as Parse, wait for its answer, and fall behind COMMIT.
+    let bind = client
+        .prepare("select * from bind_request($1, 5000, null, null, $2, $3)")
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("insert into notes (tenant_id, id, user_id, content) values ($1, $2, $3, 'behind a verdict')")
+        .await
+        .unwrap();
+    let (begun, bound, inserted, committed) = tokio::join!(
+        biased;
+        client.batch_execute("begin"),
+        client.query_one(&bind, &bind_params),
+        client.execute(&insert, &insert_params),
+        client.batch_execute("commit"),
+    );
+    begun.unwrap();
+    committed.unwrap();
+    match bound {
+        Ok(_) => {
+            inserted.unwrap_or_else(|error| panic!("{requirement} on {tenant}: {error}"));
+            None
+        }
+        Err(error) => {
+            assert!(
+                inserted.is_err(),
+                "{requirement}: the insert ran after a refusal"
+            );
+            Some(sqlstate(&error).code().to_owned())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_binding_aborts_the_transaction_so_a_commit_sent_behind_it_rolls_back() {
+    let app = spawn_app().await;
+    let (acme, globex) = two_tenants(&app).await;
+    let (member, _) = app.register(&acme.host, "bob").await;
+    app.admin
+        .execute(
+            "update tenants set status = 'suspended' where id = $1",
+            &[&globex.id],
+        )
+        .await
+        .unwrap();
+    let client = app.connect_as_runtime_role().await;
+    let notes_of_acme = || app.count("notes", acme.id);
+    let before = notes_of_acme().await;
+
+    for (tenant, user, requirement, refusal) in [
+        (Uuid::new_v4(), None, "active", "TB404"),
+        (globex.id, None, "active", "TB403"),
+        (acme.id, Some(Uuid::new_v4()), "user", "TB401"),
+        (acme.id, Some(member), "owner", "TB402"),
+        (acme.id, None, "new", "TB409"),
+        (acme.id, None, "everything", "TB500"),
+    ] {
+        let refused = pipelined_write(&client, &acme, tenant, user, requirement).await;
+        assert_eq!(refused.as_deref(), Some(refusal), "{requirement}");
+        assert_eq!(
+            notes_of_acme().await,
+            before,
+            "{requirement}: nothing committed"
+        );
+    }
+    // The control: the same pipeline with a binding that holds commits.
+    for (user, requirement) in [
+        (None, "active"),
+        (Some(acme.owner_id), "owner"),
+        (Some(member), "user"),
+    ] {
+        assert_eq!(
+            pipelined_write(&client, &acme, acme.id, user, requirement).await,
+            None
+        );
+    }
+    assert_eq!(notes_of_acme().await, before + 3);
 }

@@ -25,7 +25,8 @@ pub(crate) fn request_path_statements() -> Vec<(String, String)> {
     for dir in ["src/api", "src/auth"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
-            if path.file_name().is_some_and(|name| name != "admin.rs") {
+            let is_source = path.extension().is_some_and(|extension| extension == "rs");
+            if is_source && path.file_name().is_some_and(|name| name != "admin.rs") {
                 files.push(path);
             }
         }

@@ -32,16 +32,16 @@ impl Admin {
         let tenant = self.tenant(slug).await?;
         self.db
             .transaction(tenant.id, Consistency::Snapshot, async |tx| {
-                audit::record(tx, request_id, &Event::new(Actor::Admin, Action::TenantExported, Some(tenant.slug.clone())))
+                audit::record(&tx, request_id, &Event::new(Actor::Admin, Action::TenantExported, Some(tenant.slug.clone())))
                     .await?;
-                let rows = count_export_rows(tx).await?;
+                let rows = count_export_rows(&tx).await?;
                 progress.set_length(rows.values().sum());
                 let header = Header {
                     format: FORMAT.to_owned(),
                     version: VERSION,
-                    schema_version: schema_version(tx).await?,
+                    schema_version: schema_version(&tx).await?,
                     exported_at: Utc::now(),
-                    tenant: registry_row(tx).await?,
+                    tenant: registry_row(&tx).await?,
                     rows: rows.clone(),
                 };
                 let mut file = HashingWriter::new(out);

@@ -64,9 +64,9 @@ impl Admin {
         }
         self.db
             .transaction(plan.target, Consistency::PerStatement, async |tx| {
-                let replaced = if replacing { Some(crate::admin::purge::clear_tenant(tx).await?) } else { None };
-                insert_rows(tx, "tenants", std::slice::from_ref(&registry), &mut HashMap::new()).await?;
-                let rows = plan.restore_rows(tx, &mut reader).await?;
+                let replaced = if replacing { Some(crate::admin::purge::clear_tenant(&tx).await?) } else { None };
+                insert_rows(&tx, "tenants", std::slice::from_ref(&registry), &mut HashMap::new()).await?;
+                let rows = plan.restore_rows(&tx, &mut reader).await?;
                 check_totals(&header.rows, &rows.seen, &rows.end, &rows.digest)?;
                 let tenant = TenantSummary::from_row(
                     &tx.query_one(&format!("select {TENANT_COLUMNS} from tenants where id = $1"), &[tx.tenant_id().as_uuid()])
@@ -79,7 +79,7 @@ impl Admin {
                     "rows": rows.seen,
                     "replaced": replaced,
                 }));
-                audit::record(tx, request_id, &event).await?;
+                audit::record(&tx, request_id, &event).await?;
                 Ok(ImportSummary { tenant, rows: rows.seen, skipped_domains: plan.skipped_domains.clone(), replaced })
             })
             .await

@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "least_privilege",
         sql: include_str!("../../../sql/migrations/V6__least_privilege.sql"),
     },
+    Migration {
+        version: 7,
+        name: "bind_request",
+        sql: include_str!("../../../sql/migrations/V7__bind_request.sql"),
+    },
 ];
 
 const ROLES_SQL: &str = include_str!("../../../sql/roles.sql");
