@@ -49,7 +49,9 @@
 //! (whole seconds per phase, default 3), `BENCH_REPEATS` (default 3),
 //! `BENCH_CLIENTS` (default 8), `BENCH_WARMUP_SECONDS` (default 2),
 //! `BENCH_STARTS` (start-ups timed on the first dataset, default 5),
-//! `BENCH_CEILING`, `BENCH_KEEP=1` (keep the databases), `PGBENCH` (the
+//! `BENCH_CEILING`, `BENCH_KEEP=1` (keep the databases),
+//! `BENCH_STATISTICS=absent` (never analyze the tables, autovacuum off for
+//! them: the plans must not depend on statistics), `PGBENCH` (the
 //! pgbench binary), `BENCH_CITUS_URL` (below). Server settings
 //! (`DATABASE_POOL_SIZE`, `TENANT_CACHE_TTL_MS`, `PASSWORD_HASH_CONCURRENCY`,
 //! `TENANT_LIMITS`) are taken from the environment when set there.

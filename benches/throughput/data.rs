@@ -253,10 +253,26 @@ async fn load(client: &Client, spec: &Spec, password_hash: &str) -> anyhow::Resu
         )
         .await
         .context("could not insert the usage counters")?;
-    client
-        .batch_execute("vacuum analyze tenants, users, notes, usage_counters")
-        .await?;
+    // BENCH_STATISTICS=absent: the tables are never analyzed (autovacuum off
+    // for them, so it stays that way), as after a restore or a bulk load;
+    // the request path's plans must not depend on statistics.
+    let tables = "tenants, users, notes, usage_counters";
+    if statistics_absent() {
+        for table in tables.split(", ") {
+            client
+                .batch_execute(&format!("alter table {table} set (autovacuum_enabled = false)"))
+                .await?;
+        }
+        client.batch_execute(&format!("vacuum {tables}")).await?;
+    } else {
+        client.batch_execute(&format!("vacuum analyze {tables}")).await?;
+    }
     Ok(())
+}
+
+/// Whether `BENCH_STATISTICS=absent` asks for datasets without statistics.
+pub fn statistics_absent() -> bool {
+    std::env::var("BENCH_STATISTICS").is_ok_and(|value| value == "absent")
 }
 
 /// The notes per tenant in the database must be the ones the load generator

@@ -372,6 +372,12 @@ fn header(out: &mut String, context: &Context<'_>) {
     let machine = context.machine;
     let options = context.options;
     let _ = writeln!(out, "\n## tenantry throughput benchmark\n");
+    if crate::data::statistics_absent() {
+        let _ = writeln!(
+            out,
+            "- **statistics absent** (`BENCH_STATISTICS=absent`): the tables were never analyzed"
+        );
+    }
     let _ = writeln!(
         out,
         "- machine: {}{}",

@@ -100,8 +100,23 @@ pub(crate) fn replace_placeholders(sql: &str) -> String {
 }
 
 /// Fills the test database as the superuser: `TENANTS` tenants, each with
-/// three users, `NOTES_PER_TENANT` notes and twenty audit events.
+/// three users, `NOTES_PER_TENANT` notes and twenty audit events; analyzed.
 async fn fill_to_benchmark_scale(app: &TestApp) {
+    fill_without_statistics(app).await;
+    app.admin.batch_execute("analyze").await.unwrap();
+}
+
+/// The same, never analyzed (and autovacuum off on the tenant tables, so
+/// it stays that way): a database just restored or bulk-loaded.
+async fn fill_without_statistics(app: &TestApp) {
+    app.admin
+        .batch_execute(
+            "alter table tenants set (autovacuum_enabled = false);
+             alter table users set (autovacuum_enabled = false);
+             alter table notes set (autovacuum_enabled = false);",
+        )
+        .await
+        .unwrap();
     app.admin
         .batch_execute(&format!(
             "insert into tenants (id, slug, name, plan)
@@ -115,8 +130,7 @@ async fn fill_to_benchmark_scale(app: &TestApp) {
                from users u, generate_series(1, {NOTES_PER_TENANT} / 3) n;
              insert into audit_events (tenant_id, id, actor_kind, action)
                select t.id, gen_random_uuid(), 'anonymous', 'login.failed'
-               from tenants t, generate_series(1, 20) n;
-             analyze;"
+               from tenants t, generate_series(1, 20) n;"
         ))
         .await
         .unwrap();
@@ -333,4 +347,64 @@ async fn a_note_is_read_by_its_primary_key_even_in_the_largest_tenant() {
         );
     }
     client.batch_execute("rollback").await.unwrap();
+}
+
+#[tokio::test]
+async fn without_statistics_a_request_reads_the_newest_notes_in_index_order() {
+    let app = spawn_app().await;
+    fill_without_statistics(&app).await;
+    let row = app
+        .admin
+        .query_one(
+            "select tenant_id, id from users order by tenant_id, id limit 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (tenant, user): (uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(1));
+    let newest = request_path_statements()
+        .into_iter()
+        .map(|(_, sql)| sql)
+        .find(|sql| {
+            sql.contains("from notes") && sql.contains("order by created_at desc, id desc limit $3")
+        })
+        .expect("the newest-notes query");
+    let explain = format!(
+        "explain (format json) {}",
+        newest
+            .replace("$1", &format!("'{tenant}'"))
+            .replace("$2", &format!("'{user}'"))
+            .replace("$3", "21")
+    );
+    let runtime = app.connect_as_runtime_role().await;
+    let plan_when_bound_by = async |binding: &str| -> String {
+        runtime
+            .batch_execute(&format!("begin; {binding}"))
+            .await
+            .unwrap();
+        let plan: Value = runtime.query_one(&explain, &[]).await.unwrap().get(0);
+        runtime.batch_execute("rollback").await.unwrap();
+        plan.to_string()
+    };
+    // The trap, shown to exist: bound by hand, without statistics, the
+    // planner reads the user's notes with a bitmap scan and sorts them all.
+    let by_hand = plan_when_bound_by(&format!(
+        "select set_config('app.tenant_id', '{tenant}', true)"
+    ))
+    .await;
+    assert!(
+        by_hand.contains("Bitmap Heap Scan") && by_hand.contains("\"Sort\""),
+        "{by_hand}"
+    );
+    // Bound as every request is, it walks the index in order and stops at the limit.
+    let by_request = plan_when_bound_by(&format!(
+        "select * from bind_request('{tenant}', 5000, null, null, '{user}', 'user')"
+    ))
+    .await;
+    assert!(
+        by_request.contains("notes_owner_newest_idx")
+            && !by_request.contains("Bitmap")
+            && !by_request.contains("\"Sort\""),
+        "{by_request}"
+    );
 }
