@@ -260,12 +260,16 @@ async fn load(client: &Client, spec: &Spec, password_hash: &str) -> anyhow::Resu
     if statistics_absent() {
         for table in tables.split(", ") {
             client
-                .batch_execute(&format!("alter table {table} set (autovacuum_enabled = false)"))
+                .batch_execute(&format!(
+                    "alter table {table} set (autovacuum_enabled = false)"
+                ))
                 .await?;
         }
         client.batch_execute(&format!("vacuum {tables}")).await?;
     } else {
-        client.batch_execute(&format!("vacuum analyze {tables}")).await?;
+        client
+            .batch_execute(&format!("vacuum analyze {tables}"))
+            .await?;
     }
     Ok(())
 }
