@@ -60,8 +60,12 @@ impl Db {
     /// a request when its future is first polled, and `join!` in `biased`
     /// mode polls its futures in the order written, so no statement of
     /// `work` can run before the tenant is set, and binding costs no round
-    /// trip of its own. If the verdict is no, everything `work` did is rolled
-    /// back and its result dropped.
+    /// trip of its own. When `work` ends with a `TenantTx::last_*`
+    /// statement, `COMMIT` follows it in the same round trip; that is safe
+    /// because `bind_request` refuses in the database (an error aborts the
+    /// transaction, so the `COMMIT` is a `ROLLBACK`), and the verdict is
+    /// also checked here. If it is no, the request gets its 401, 403 or 404
+    /// and nothing `work` did is kept.
     ///
     /// Traced as a `tenant transaction` span (its statements are child
     /// spans, see [`TenantTx`]) and timed as
