@@ -480,12 +480,31 @@ fn pg_tool(_app: &TestApp, program: &str, args: &[&str]) {
     );
 }
 
-/// A fresh directory under the target dir.
-fn tempdir(name: &str) -> std::path::PathBuf {
+/// A fresh directory under the target dir, removed when the test passes
+/// (a failed test's files stay, to be looked at).
+fn tempdir(name: &str) -> TempDir {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("ops-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 #[tokio::test]
@@ -560,5 +579,4 @@ async fn terraforms_tenant_file_follows_the_registry_and_keeps_its_limits() {
         refused.stderr
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "[1, 2]");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
