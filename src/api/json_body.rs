@@ -11,6 +11,9 @@
 //!    type records which of serde's checks failed ([`ShapeError`]): a missing,
 //!    unknown or repeated field, or a value of the wrong type (422).
 //!
+//! A body is parsed once, into the tree; only when that fails is it looked
+//! at again, to tell which of 1-3 it was.
+//!
 //! Messages name the path of the offending field and never carry serde's
 //! internals (Rust type names, `expected struct X`) or an echo of the input.
 
@@ -24,16 +27,46 @@ use serde::de::{
 
 use crate::error::{ApiError, Result};
 
-/// Deeper documents are refused before they are read into a tree, well
-/// below serde_json's own recursion limit (128), whose error looks like a
-/// syntax error. No request type of ours is more than three levels deep.
+/// Deeper documents are refused, well below serde_json's own recursion
+/// limit (128), whose error looks like a syntax error. No request type of
+/// ours is more than three levels deep.
 pub const MAX_DEPTH: usize = 32;
 
 /// Parses a whole body as `T`; see the module documentation for the order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    // JSON text is UTF-8; serde_json checks it only inside strings it decodes.
-    let text = std::str::from_utf8(bytes).map_err(|_| not_json())?;
-    serde_json::from_str::<IgnoredAny>(text).map_err(|_| not_json())?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let read = serde_path_to_error::deserialize::<_, Tree>(&mut deserializer);
+    let tree = match read {
+        Ok(tree) if deserializer.end().is_ok() => tree,
+        // Something after the document.
+        Ok(_) => return Err(not_json()),
+        Err(error) => {
+            // Grammar first: "not JSON" (400) wins over anything else.
+            let grammatical = std::str::from_utf8(bytes)
+                .is_ok_and(|text| serde_json::from_str::<IgnoredAny>(text).is_ok());
+            if !grammatical {
+                return Err(not_json());
+            }
+            check_outline(bytes)?;
+            let field = field_name(&error.path().to_string());
+            return Err(ApiError::invalid(
+                &field,
+                format!(
+                    "{field} must be a number in the range of a 64-bit float, or text without unpaired surrogates"
+                ),
+            ));
+        }
+    };
+    check_outline(bytes)?;
+    serde_path_to_error::deserialize(tree).map_err(|error| {
+        let path = error.path().to_string();
+        describe(&path, error.into_inner())
+    })
+}
+
+/// An object at the top, nested at most [`MAX_DEPTH`] deep. Run only on
+/// documents that passed the grammar.
+fn check_outline(bytes: &[u8]) -> Result<()> {
     // serde's derived structs also accept arrays (`["text"]`); our API does not.
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid("body", "body must be an object"));
@@ -44,20 +77,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             format!("body must not be nested more than {MAX_DEPTH} levels deep"),
         ));
     }
-    let tree: Tree = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(
-        text,
-    ))
-    .map_err(|error| {
-        let field = field_name(&error.path().to_string());
-        ApiError::invalid(
-            &field,
-            format!("{field} must be a number in the range of a 64-bit float, or text without unpaired surrogates"),
-        )
-    })?;
-    serde_path_to_error::deserialize(tree).map_err(|error| {
-        let path = error.path().to_string();
-        describe(&path, error.into_inner())
-    })
+    Ok(())
 }
 
 fn not_json() -> ApiError {
