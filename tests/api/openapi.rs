@@ -96,14 +96,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
             }
         }
     }
-    let html = app
-        .get("any-host.invalid", "/docs")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = docs_text(&app, "/docs").await;
     assert!(
         html.contains("<html") && html.contains("<title>tenantry API</title>"),
         "the API reference page renders"
@@ -129,14 +122,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{target}");
     }
-    let initializer = app
-        .get("any-host.invalid", "/docs/swagger-initializer.js")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let initializer = docs_text(&app, "/docs/swagger-initializer.js").await;
     assert!(
         initializer.contains("\"url\": \"/openapi.json\""),
         "{initializer}"
@@ -162,6 +148,17 @@ async fn the_document_is_openapi_3_1_and_describes_every_route() {
         .unwrap();
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
     assert_eq!(&gzipped.bytes().await.unwrap()[..2], [0x1f, 0x8b]);
+}
+
+/// The text of a page of the API reference (any host serves it).
+async fn docs_text(app: &TestApp, path: &str) -> String {
+    app.get("any-host.invalid", path)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
