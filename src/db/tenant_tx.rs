@@ -8,7 +8,7 @@ use std::{
 
 use deadpool_postgres::Object;
 use tokio::sync::oneshot;
-use tokio_postgres::{Row, RowStream, types::ToSql};
+use tokio_postgres::{Row, RowStream, Statement, types::ToSql};
 use tracing::{Instrument, Span};
 
 use crate::domain::TenantId;
@@ -133,44 +133,54 @@ impl<'a> TenantTx<'a> {
     /// The transaction's last statement, returning its rows; `COMMIT`
     /// follows it in the same round trip (see the type's documentation).
     pub async fn last_query(
-        mut self,
+        self,
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let client = self.client;
-        async {
-            let statement = client.prepare_cached(sql).await?;
-            self.send_last(client.query(&statement, params)).await
-        }
-        .instrument(statement_span(sql))
+        self.last(sql, move |client, statement| async move {
+            client.query(&statement, params).await
+        })
         .await
     }
 
     /// The transaction's last statement, returning exactly one row.
     pub async fn last_query_one(
-        mut self,
+        self,
         sql: &str,
         params: Params<'_>,
     ) -> Result<Row, tokio_postgres::Error> {
-        let client = self.client;
-        async {
-            let statement = client.prepare_cached(sql).await?;
-            self.send_last(client.query_one(&statement, params)).await
-        }
-        .instrument(statement_span(sql))
+        self.last(sql, move |client, statement| async move {
+            client.query_one(&statement, params).await
+        })
         .await
     }
 
     /// The transaction's last statement, returning at most one row.
     pub async fn last_query_opt(
-        mut self,
+        self,
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.last(sql, move |client, statement| async move {
+            client.query_opt(&statement, params).await
+        })
+        .await
+    }
+
+    /// Prepares `sql` (so that nothing overtakes it on the wire), then runs
+    /// it with `run` as the last statement (see [`TenantTx::send_last`]).
+    async fn last<T, Run>(
+        mut self,
+        sql: &str,
+        run: impl FnOnce(&'a Object, Statement) -> Run,
+    ) -> Result<T, tokio_postgres::Error>
+    where
+        Run: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
         let client = self.client;
         async {
             let statement = client.prepare_cached(sql).await?;
-            self.send_last(client.query_opt(&statement, params)).await
+            self.send_last(run(client, statement)).await
         }
         .instrument(statement_span(sql))
         .await
