@@ -64,13 +64,7 @@ impl InFlight {
             {
                 tracing::warn!(error = %error, "could not cancel a running statement");
             }
-            loop {
-                let ended = self.ended.notified();
-                if self.lock().is_empty() {
-                    return;
-                }
-                ended.await;
-            }
+            until(&self.ended, || self.lock().is_empty()).await;
         };
         if tokio::time::timeout(CANCEL_DEADLINE, ended).await.is_err() {
             tracing::warn!("transactions still running a second after their cancellation");
@@ -101,15 +95,9 @@ impl InFlight {
     /// for this before it answers 503, so that the answer never comes before
     /// the `COMMIT` it implies did not happen is made sure of.
     pub async fn settle(&self) {
-        let settled = async {
-            loop {
-                let cancelled = self.cancelled.notified();
-                if self.cancelling.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                cancelled.await;
-            }
-        };
+        let settled = until(&self.cancelled, || {
+            self.cancelling.load(Ordering::SeqCst) == 0
+        });
         if tokio::time::timeout(CANCEL_DEADLINE, settled)
             .await
             .is_err()
@@ -121,6 +109,18 @@ impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, CancelToken>> {
         // The map stays consistent whatever panicked while holding it.
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waits until `done` holds, looking again each time `changed` is told.
+async fn until(changed: &Notify, done: impl Fn() -> bool) {
+    loop {
+        // Registered before the look, so a change in between is not missed.
+        let notified = changed.notified();
+        if done() {
+            return;
+        }
+        notified.await;
     }
 }
 
