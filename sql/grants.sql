@@ -86,6 +86,8 @@ grant select, insert, update, delete on tenants, tenant_domains to tenantry_admi
 grant select, insert, update, delete on users, notes, audit_events, usage_counters to tenantry_admin;
 grant select, insert on platform_audit_events to tenantry_admin;
 grant select on schema_migrations to tenantry_admin;
+-- Backfills run as the admin role and record where they stand (V8).
+grant select, insert, update, delete on backfill_progress to tenantry_admin;
 -- Tenant transactions read the tenant's status as they bind (see src/db/mod.rs).
 grant execute on function tenant_state(uuid),
     bind_tenant(uuid, integer, bigint, bigint, uuid),

@@ -57,6 +57,8 @@ fn tenant(id: Uuid) -> TenantRecord {
         name: "Acme".to_owned(),
         plan: tenantry::domain::Plan::Free,
         status: TenantStatus::Active,
+        ring: tenantry::domain::Ring::Stable,
+        api_version: tenantry::domain::ApiVersion::NEWEST,
     }
 }
 

@@ -20,7 +20,7 @@
 --       users, notes, audit_events, usage_counters
 --   local tables (coordinator only): operator and migration bookkeeping,
 --   never touched by a tenant transaction on a worker.
---       platform_audit_events, schema_migrations
+--       platform_audit_events, schema_migrations, backfill_progress
 --
 -- tests/api/citus.rs checks that every table of a freshly migrated database
 -- appears here exactly once, in the class its columns call for, so a new
@@ -140,6 +140,7 @@ select pg_temp.tenant_table('usage_counters', 'users');
 
 select pg_temp.local_table('platform_audit_events');
 select pg_temp.local_table('schema_migrations');
+select pg_temp.local_table('backfill_progress');
 
 -- One connection per node for the whole transaction: Citus requires it
 -- when reference tables and foreign keys to them change together.

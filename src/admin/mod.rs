@@ -36,7 +36,7 @@ use crate::{
         admin::AdminDb,
         analytics::{AnalyticsDb, UsageReport},
     },
-    domain::{Plan, Slug, TenantId, TenantStatus, host::BaseDomain},
+    domain::{ApiVersion, Plan, Ring, Slug, TenantId, TenantStatus, host::BaseDomain},
     error::{ApiError, Result},
 };
 
@@ -60,11 +60,15 @@ pub struct TenantSummary {
     pub name: String,
     pub plan: Plan,
     pub status: TenantStatus,
+    /// The release ring whose revision serves the tenant.
+    pub ring: Ring,
+    /// The API version its requests are answered in unless they name one.
+    pub api_version: ApiVersion,
     pub created_at: DateTime<Utc>,
 }
 
 /// The columns [`TenantSummary::from_row`] reads.
-pub const TENANT_COLUMNS: &str = "id, slug, name, plan, status, created_at";
+pub const TENANT_COLUMNS: &str = "id, slug, name, plan, status, ring, api_version, created_at";
 
 impl TenantSummary {
     /// Reads [`TENANT_COLUMNS`].
@@ -76,6 +80,8 @@ impl TenantSummary {
             name: row.try_get("name")?,
             plan: Plan::from_db(row.try_get("plan")?)?,
             status: TenantStatus::from_db(&status)?,
+            ring: Ring::from_db(row.try_get("ring")?)?,
+            api_version: ApiVersion::from_db(row.try_get("api_version")?),
             created_at: row.try_get("created_at")?,
         })
     }

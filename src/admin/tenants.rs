@@ -18,7 +18,7 @@ use crate::{
     audit::{self, Action, Actor, Event},
     auth::password::PasswordHasher,
     db::{Consistency, TenantTx},
-    domain::{DomainName, Plan, TenantStatus, host::BaseDomain},
+    domain::{ApiVersion, DomainName, Plan, Ring, TenantStatus, host::BaseDomain},
     error::{ApiError, Result},
     onboarding::{self, KEY_IN_USE, OperatorExtras, Registrar, SLUG_TAKEN},
     paging::Page,
@@ -98,6 +98,9 @@ impl Admin {
                     name: tenant.name.as_str().to_owned(),
                     plan: new.plan,
                     status: TenantStatus::Active,
+                    // The registry's defaults for a new tenant (V8).
+                    ring: Ring::default(),
+                    api_version: ApiVersion::NEWEST,
                     created_at: onboarded.written.tenant_created_at,
                 },
                 owner: onboarded.owner,
@@ -207,8 +210,8 @@ impl Admin {
         })
     }
 
-    /// Changes a tenant's plan and/or status in one transaction, recording
-    /// each actual change in its trail. A suspension takes effect on the
+    /// Changes a tenant's plan, ring, API version and/or status in one
+    /// transaction, recording each actual change in its trail. A suspension takes effect on the
     /// tenant's next request on every instance, even for tokens already
     /// issued: every tenant transaction reads the status as it binds.
     pub async fn update_tenant(
@@ -228,15 +231,40 @@ impl Admin {
         self.db
             .transaction(tenant.id, Consistency::PerStatement, async |tx| {
                 let mut current = tenant.clone();
-                if let Some(plan) = change.plan {
-                    current = update_tenant(&tx, "plan", plan.as_str()).await?;
-                    if tenant.plan != current.plan {
-                        let event = Event::new(
-                            Actor::Admin,
+                // Each field: (column, value before, value after, the action
+                // recording a change).
+                let settings = [
+                    change.plan.map(|plan| {
+                        (
+                            "plan",
+                            tenant.plan.as_str(),
+                            plan.as_str(),
                             Action::PlanChanged,
-                            Some(current.slug.clone()),
                         )
-                        .with_details(json!({"from": tenant.plan, "to": current.plan}));
+                    }),
+                    change.ring.map(|ring| {
+                        (
+                            "ring",
+                            tenant.ring.as_str(),
+                            ring.as_str(),
+                            Action::RingChanged,
+                        )
+                    }),
+                    change.api_version.map(|version| {
+                        let before = tenant.api_version.as_str();
+                        (
+                            "api_version",
+                            before,
+                            version.as_str(),
+                            Action::ApiVersionChanged,
+                        )
+                    }),
+                ];
+                for (column, from, to, action) in settings.into_iter().flatten() {
+                    current = update_tenant(&tx, column, to).await?;
+                    if from != to {
+                        let event = Event::new(Actor::Admin, action, Some(current.slug.clone()))
+                            .with_details(json!({"from": from, "to": to}));
                         audit::record(&tx, request_id, &event).await?;
                     }
                 }
@@ -266,6 +294,11 @@ impl Admin {
 pub struct TenantChange {
     pub plan: Option<Plan>,
     pub status: Option<TenantStatus>,
+    /// Which revision serves the tenant: the load balancer follows after
+    /// `tenantry tenants export-tfvars` and a `terraform apply`.
+    pub ring: Option<Ring>,
+    /// The API version its requests are answered in unless they name one.
+    pub api_version: Option<ApiVersion>,
 }
 
 /// A request to create a tenant, as the `/admin` API and the CLI take it.

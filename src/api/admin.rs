@@ -35,7 +35,7 @@ use crate::{
     },
     auth::bearer_token,
     db::analytics::UsageReport,
-    domain::{Plan, TenantStatus},
+    domain::{ApiVersion, Invalid, Plan, Ring, TenantStatus},
     error::{ApiError, ErrorResponse, Result},
     state::AppState,
     tenant::Apex,
@@ -199,10 +199,19 @@ struct TenantUpdate {
     /// with tokens already issued; `active` resumes it.
     #[schema(value_type = Option<TenantStatus>)]
     status: Option<String>,
+    /// The release ring whose revision serves the tenant, once the exported
+    /// Terraform values are applied.
+    #[schema(value_type = Option<Ring>)]
+    ring: Option<String>,
+    /// The dated API version the tenant's requests are answered in unless
+    /// they name one (`Api-Version`).
+    #[schema(value_type = Option<ApiVersion>)]
+    api_version: Option<String>,
 }
 
-/// Changes a tenant's plan and/or status (suspend, resume), in one
-/// transaction, recorded in the tenant's audit trail.
+/// Changes a tenant's plan, status (suspend, resume), release ring and/or
+/// API version, in one transaction, each change recorded in the tenant's
+/// audit trail.
 #[utoipa::path(
     patch, path = "/admin/tenants/{slug}", tag = "admin",
     extensions(("x-tenantry-host" = json!("apex"))),
@@ -212,7 +221,7 @@ struct TenantUpdate {
     responses(
         (status = 200, description = "The tenant as it is now", body = TenantSummary),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorResponse),
-        (status = 422, description = "An unknown plan or status (`validation_failed`)", body = ErrorResponse),
+        (status = 422, description = "An unknown plan, status, ring or API version (`validation_failed`)", body = ErrorResponse),
     )
 )]
 async fn update_tenant(
@@ -223,13 +232,14 @@ async fn update_tenant(
     ApiJson(body): ApiJson<TenantUpdate>,
 ) -> Result<Json<TenantSummary>> {
     let change = TenantChange {
-        plan: body
-            .plan
-            .as_deref()
-            .map(Plan::parse)
-            .transpose()
-            .map_err(|m| ApiError::invalid("plan", m))?,
+        plan: parse_field(body.plan.as_deref(), "plan", Plan::parse)?,
         status: body.status.as_deref().map(parse_status).transpose()?,
+        ring: parse_field(body.ring.as_deref(), "ring", Ring::parse)?,
+        api_version: parse_field(
+            body.api_version.as_deref(),
+            "api_version",
+            ApiVersion::parse,
+        )?,
     };
     let updated = admin
         .update_tenant(&slug, change, Some(&request_id))
@@ -238,6 +248,18 @@ async fn update_tenant(
         .tenants
         .forget(&format!("{}.{}", updated.slug, admin.base_domain));
     Ok(Json(updated))
+}
+
+/// An optional field of a request body, parsed; a 422 naming it if it is
+/// not one of its values.
+fn parse_field<T>(
+    raw: Option<&str>,
+    field: &'static str,
+    parse: impl Fn(&str) -> std::result::Result<T, Invalid>,
+) -> Result<Option<T>> {
+    raw.map(parse)
+        .transpose()
+        .map_err(|message| ApiError::invalid(field, message))
 }
 
 fn parse_status(raw: &str) -> Result<TenantStatus> {

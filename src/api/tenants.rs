@@ -21,7 +21,7 @@ use crate::{
     audit::Actor,
     auth::bearer_token,
     config::SignupMode,
-    domain::{Plan, TenantRecord, TenantStatus},
+    domain::{ApiVersion, Plan, Ring, TenantRecord, TenantStatus},
     error::{ApiError, ErrorResponse, Result},
     limits::client::Onboarding,
     onboarding::{self, NewTenant, Registrar},
@@ -168,6 +168,9 @@ pub async fn onboard(
         name: tenant.name.as_str().to_owned(),
         plan: Plan::default(),
         status: TenantStatus::Active,
+        // What the registry's defaults give a new tenant (V8).
+        ring: Ring::default(),
+        api_version: ApiVersion::NEWEST,
     };
     let policy = state.limits.policy(&record);
     let registrar = Registrar::SignUp {

@@ -12,6 +12,7 @@
 pub mod host;
 pub mod limits;
 pub mod note;
+pub mod release;
 pub mod tenant;
 pub mod user;
 
@@ -19,6 +20,7 @@ pub use self::{
     host::{BaseDomain, DomainName, DomainRejection, MAX_CUSTOM_DOMAIN_LEN},
     limits::{LimitsDocument, RateLimitStatus, TenantLimits},
     note::{MAX_NOTE_CHARS, NoteContent},
+    release::{ApiVersion, Ring},
     tenant::{Plan, Slug, TenantId, TenantName, TenantRecord, TenantStatus},
     user::{Email, Password, Role, UserId, Username},
 };

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Invalid, TextRule};
+use super::{ApiVersion, Invalid, Ring, TextRule};
 
 /// Slugs that would shadow infrastructure names if handed to a tenant.
 const RESERVED_SLUGS: &[&str] = &[
@@ -229,6 +229,10 @@ pub struct TenantRecord {
     pub name: String,
     pub plan: Plan,
     pub status: TenantStatus,
+    /// The release ring whose revision serves the tenant.
+    pub ring: Ring,
+    /// The API version its requests are answered in unless they name one.
+    pub api_version: ApiVersion,
 }
 
 #[cfg(test)]

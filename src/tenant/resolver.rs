@@ -102,11 +102,11 @@ impl TenantResolver {
     async fn fetch(&self, lookup: Lookup<'_>) -> Result<Option<TenantRecord>> {
         let (sql, key) = match lookup {
             Lookup::Slug(slug) => (
-                "select id, slug, name, plan, status from tenant_by_slug($1)",
+                "select id, slug, name, plan, status, ring, api_version from tenant_by_slug($1)",
                 slug,
             ),
             Lookup::Domain(domain) => (
-                "select id, slug, name, plan, status from tenant_by_domain($1)",
+                "select id, slug, name, plan, status, ring, api_version from tenant_by_domain($1)",
                 domain,
             ),
         };
@@ -176,5 +176,7 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord> {
         name: row.try_get("name")?,
         plan: crate::domain::Plan::from_db(row.try_get("plan")?)?,
         status: TenantStatus::from_db(&status)?,
+        ring: crate::domain::Ring::from_db(row.try_get("ring")?)?,
+        api_version: crate::domain::ApiVersion::from_db(row.try_get("api_version")?),
     })
 }

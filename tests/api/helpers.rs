@@ -283,6 +283,8 @@ pub fn tenant_handle(settings: &LimitSettings, tenant: &TestTenant, plan: &str) 
         name: format!("{} Inc.", tenant.slug),
         plan: tenantry::domain::Plan::parse(plan).expect("a plan"),
         status: TenantStatus::Active,
+        ring: tenantry::domain::Ring::default(),
+        api_version: tenantry::domain::ApiVersion::NEWEST,
     };
     let policy = Limits::new(settings).policy(&record);
     Tenant::new(record, policy)

@@ -20,8 +20,8 @@ async fn populated(app: &TestApp, slug: &str, notes: usize) -> TestTenant {
 
 async fn suspend(app: &TestApp, slug: &str) {
     let change = TenantChange {
-        plan: None,
         status: Some(TenantStatus::Suspended),
+        ..TenantChange::default()
     };
     app.ops()
         .update_tenant(slug, change, None)
@@ -181,8 +181,8 @@ async fn a_batched_purge_that_fails_half_way_resumes_to_the_same_end() {
 
     // A half-purged tenant is not resumed: it would serve with data missing.
     let resume = TenantChange {
-        plan: None,
         status: Some(TenantStatus::Active),
+        ..TenantChange::default()
     };
     let resumed = ops.update_tenant("acme", resume, None).await;
     assert!(matches!(resumed, Err(ApiError::Conflict(_))), "{resumed:?}");

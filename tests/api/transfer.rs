@@ -63,8 +63,8 @@ async fn set_status(ops: &Admin, slug: &str, status: TenantStatus) {
     ops.update_tenant(
         slug,
         TenantChange {
-            plan: None,
             status: Some(status),
+            ..TenantChange::default()
         },
         None,
     )

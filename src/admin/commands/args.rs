@@ -19,6 +19,14 @@ pub enum TenantsCommand {
     Create(CreateArgs),
     /// Move a tenant to another plan (free, pro, enterprise).
     Plan { slug: String, plan: String },
+    /// Move a tenant to another release ring (canary, early, stable). The
+    /// load balancer follows once `export-tfvars` and `terraform apply` ran;
+    /// until then the revision of its old ring serves it (and counts the
+    /// mismatch).
+    Ring { slug: String, ring: String },
+    /// Pin a tenant to another dated API version (its clients may still ask
+    /// for any version per request with the `Api-Version` header).
+    ApiVersion { slug: String, version: String },
     /// Suspend a tenant: its next request is refused (403), even with tokens
     /// already issued. Its data stays.
     Suspend { slug: String },

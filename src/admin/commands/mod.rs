@@ -21,7 +21,7 @@ use crate::{
     auth::password::PasswordHasher,
     config::CliOpsSettings,
     db::analytics::AnalyticsDb,
-    domain::{Plan, Slug, TenantStatus},
+    domain::{ApiVersion, Plan, Ring, Slug, TenantStatus},
     error::ApiError,
     paging::{Cursor, Page},
 };
@@ -46,17 +46,40 @@ pub async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
         TenantsCommand::Create(args) => print(&create(&admin, &settings, args).await?),
         TenantsCommand::Plan { slug, plan } => {
             let plan = Plan::parse(&plan).map_err(anyhow::Error::msg)?;
+            let plan = Some(plan);
             print(
                 &change(
                     &admin,
                     &slug,
                     TenantChange {
-                        plan: Some(plan),
-                        status: None,
+                        plan,
+                        ..TenantChange::default()
                     },
                 )
                 .await?,
             )
+        }
+        TenantsCommand::Ring { slug, ring } => {
+            let ring = Some(Ring::parse(&ring).map_err(anyhow::Error::msg)?);
+            print(
+                &change(
+                    &admin,
+                    &slug,
+                    TenantChange {
+                        ring,
+                        ..TenantChange::default()
+                    },
+                )
+                .await?,
+            )
+        }
+        TenantsCommand::ApiVersion { slug, version } => {
+            let api_version = Some(ApiVersion::parse(&version).map_err(anyhow::Error::msg)?);
+            let change_to = TenantChange {
+                api_version,
+                ..TenantChange::default()
+            };
+            print(&change(&admin, &slug, change_to).await?)
         }
         TenantsCommand::Suspend { slug } => {
             print(&set_status(&admin, &slug, TenantStatus::Suspended).await?)
@@ -264,8 +287,8 @@ async fn set_status(
         admin,
         slug,
         TenantChange {
-            plan: None,
             status: Some(status),
+            ..TenantChange::default()
         },
     )
     .await

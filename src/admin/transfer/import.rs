@@ -19,7 +19,7 @@ use crate::{
     admin::{Admin, TENANT_COLUMNS, TenantSummary},
     audit::{self, Action, Actor, Event},
     db::{Consistency, TenantTx},
-    domain::{Slug, TenantId},
+    domain::{ApiVersion, Slug, TenantId},
     error::{ApiError, Result, ResultExt},
 };
 
@@ -199,6 +199,11 @@ impl ImportPlan {
 
     /// The registry row to insert.
     fn registry_row(&self, mut tenant: Map<String, Value>) -> Value {
+        // Exported before V8: the tenant was served the first API version,
+        // and keeps it rather than take the default of new tenants.
+        tenant
+            .entry("api_version")
+            .or_insert_with(|| json!(ApiVersion::ALL[0]));
         if let Some(slug) = &self.new_slug {
             tenant.insert("id".to_owned(), json!(self.target));
             tenant.insert("slug".to_owned(), json!(slug));

@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bind_request",
         sql: include_str!("../../../sql/migrations/V7__bind_request.sql"),
     },
+    Migration {
+        version: 8,
+        name: "rings_and_versions",
+        sql: include_str!("../../../sql/migrations/V8__rings_and_versions.sql"),
+    },
 ];
 
 const ROLES_SQL: &str = include_str!("../../../sql/roles.sql");

@@ -1,0 +1,148 @@
+//! How a tenant meets a release: the ring whose revision serves it, and the
+//! dated API version its responses are shaped in.
+//!
+//! A ring decides *which code* runs for a tenant (the load balancer sends a
+//! ring's hosts to the revision tagged for it); an API version decides *what
+//! the responses look like*, whichever revision answers. They move
+//! separately: a tenant goes to the canary ring to try a revision, and moves
+//! to a newer API version when its clients are ready.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::Invalid;
+
+/// A release ring. The set is fixed by a CHECK constraint on `tenants.ring`
+/// (V8) and by the revision tags in `infra/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(rename_all = "lowercase")]
+pub enum Ring {
+    /// A handful of tenants that see a revision first.
+    Canary,
+    /// A wider group, once the canary ring looked healthy.
+    Early,
+    /// Everyone else; where new tenants start.
+    #[default]
+    Stable,
+}
+
+impl Ring {
+    /// Every ring, from the first to see a revision to the last.
+    pub const ALL: [Self; 3] = [Self::Canary, Self::Early, Self::Stable];
+
+    /// Parses a ring name.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "canary" => Ok(Self::Canary),
+            "early" => Ok(Self::Early),
+            "stable" => Ok(Self::Stable),
+            _ => Err("ring must be one of: canary, early, stable"),
+        }
+    }
+
+    /// Reads `tenants.ring`, whose CHECK constraint admits only the known
+    /// names: anything else is a database we do not understand, not input.
+    pub fn from_db(value: &str) -> anyhow::Result<Self> {
+        Self::parse(value).map_err(|_| anyhow::anyhow!("unknown ring {value:?} in the registry"))
+    }
+
+    /// The ring's name as stored, in metrics and in Terraform.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Canary => "canary",
+            Self::Early => "early",
+            Self::Stable => "stable",
+        }
+    }
+}
+
+impl fmt::Display for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dated version of the API's shapes. A version is named by the day it
+/// shipped; every version this binary knows is served by it, so tenants
+/// move to a newer one at their own pace.
+///
+/// | version      | what changed                                             |
+/// |--------------|----------------------------------------------------------|
+/// | `2026-11-22` | the first version                                        |
+/// | `2026-12-07` | a page of notes is `{"data", "has_more", "next_cursor"}` instead of `{"notes", "next_cursor"}` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "2026-11-22")]
+    #[schema(rename = "2026-11-22")]
+    V2026_11_22,
+    #[serde(rename = "2026-12-07")]
+    #[schema(rename = "2026-12-07")]
+    V2026_12_07,
+}
+
+impl ApiVersion {
+    /// Every version, oldest first.
+    pub const ALL: [Self; 2] = [Self::V2026_11_22, Self::V2026_12_07];
+    /// The version new tenants are pinned to, and what answers a request
+    /// that is for no tenant and names no version. The default of
+    /// `tenants.api_version` names it too (a test checks they agree).
+    pub const NEWEST: Self = Self::V2026_12_07;
+
+    /// Parses a version's date as written (`2026-12-07`).
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Self::ALL
+            .into_iter()
+            .find(|version| version.as_str() == raw)
+            .ok_or("API version must be one of: 2026-11-22, 2026-12-07")
+    }
+
+    /// Reads `tenants.api_version`. A date this binary does not know is a
+    /// tenant pinned by a newer binary: it is served the newest version this
+    /// one has (the closest there is) rather than refused.
+    pub fn from_db(value: &str) -> Self {
+        Self::parse(value).unwrap_or(Self::NEWEST)
+    }
+
+    /// The version's date, as headers, the registry and documents carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2026_11_22 => "2026-11-22",
+            Self::V2026_12_07 => "2026-12-07",
+        }
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_and_versions_parse_only_their_names() {
+        for ring in Ring::ALL {
+            assert_eq!(Ring::parse(ring.as_str()), Ok(ring));
+        }
+        assert!(Ring::parse("Canary").is_err());
+        assert_eq!(Ring::default(), Ring::Stable);
+        for version in ApiVersion::ALL {
+            assert_eq!(ApiVersion::parse(version.as_str()), Ok(version));
+        }
+        assert!(ApiVersion::parse("2026-12-7").is_err());
+        assert!(ApiVersion::parse("").is_err());
+        assert_eq!(ApiVersion::ALL.last(), Some(&ApiVersion::NEWEST));
+        assert!(ApiVersion::ALL.is_sorted());
+    }
+
+    #[test]
+    fn a_version_from_a_newer_binary_is_served_as_the_newest_known() {
+        assert_eq!(ApiVersion::from_db("2031-01-01"), ApiVersion::NEWEST);
+        assert_eq!(ApiVersion::from_db("2026-11-22"), ApiVersion::V2026_11_22);
+    }
+}
