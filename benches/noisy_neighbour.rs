@@ -626,7 +626,7 @@ async fn ensure_notes(session: &Session, want: usize) -> anyhow::Result<Vec<Stri
             None => "/api/notes?limit=100".to_owned(),
         };
         let page = with_retries(|| session.get(&path), 200).await?;
-        let notes = page["notes"].as_array().context("no notes in the list")?;
+        let notes = page["data"].as_array().context("no notes in the list")?;
         ids.extend(
             notes
                 .iter()

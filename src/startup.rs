@@ -240,9 +240,9 @@ fn is_unreachable(error: &deadpool_postgres::PoolError) -> bool {
     }
 }
 
-/// The cross-cutting layers, outermost first: request id, redaction, the
-/// request's span, its telemetry (metrics, access log, `traceresponse`), JSON
-/// errors, rate-limit headers, panic catching, the request deadline, body limits, and
+/// The `/v1` paths, then the cross-cutting layers, outermost first: request
+/// id, redaction, the request's span, its telemetry (metrics, access log,
+/// `traceresponse`, the ring check), the API version headers, JSON errors, rate-limit headers, panic catching, the request deadline, body limits, and
 /// `Cache-Control: no-store` (tenant responses must never be cached by a
 /// shared cache keyed without the tenant).
 fn with_layers(router: Router, settings: &Settings, db: &Db) -> Router {
@@ -259,7 +259,14 @@ fn with_layers(router: Router, settings: &Settings, db: &Db) -> Router {
             header::COOKIE,
         ]))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::http::request_span))
-        .layer(middleware::from_fn(telemetry::http::observe))
+        .layer(middleware::from_fn_with_state(
+            settings.release.ring,
+            telemetry::http::observe,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(settings.release.clone()),
+            api::versions::api_version,
+        ))
         .layer(middleware::from_fn(mw::json_errors))
         .layer(middleware::from_fn(mw::rate_limit_headers))
         .layer(CatchPanicLayer::custom(mw::panic_response))
@@ -272,7 +279,14 @@ fn with_layers(router: Router, settings: &Settings, db: &Db) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
-    router.layer(layers)
+    let router = router.layer(layers);
+    // `/v1/...` is routed by rewriting its path before the router sees it
+    // (a layer on the router itself runs after routing).
+    Router::new().fallback_service(
+        ServiceBuilder::new()
+            .map_request(api::versions::route_v1)
+            .service(router),
+    )
 }
 
 /// After the drain time, how long cancelling the statements still running

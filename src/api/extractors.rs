@@ -20,6 +20,7 @@ use axum::{
     http::{Version, header::HOST, request::Parts},
 };
 
+use super::versions::RequestedVersion;
 use crate::{
     auth::{AuthUser, bearer_token},
     domain::{TenantStatus, UserId, host::CanonicalHost},
@@ -46,7 +47,10 @@ impl FromRequestParts<AppState> for Tenant {
         span.record("tenant.id", tracing::field::display(record.id));
         span.record("tenant.slug", record.slug.as_str());
         if let Some(slot) = parts.extensions.get::<RequestTenant>() {
-            slot.set(record.id, &record.slug);
+            slot.set(record.id, &record.slug, record.ring);
+        }
+        if let Some(requested) = parts.extensions.get::<RequestedVersion>() {
+            requested.pin(record.api_version);
         }
         if record.status == TenantStatus::Suspended {
             return Err(ApiError::TenantSuspended);

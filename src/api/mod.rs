@@ -22,6 +22,7 @@ pub mod notes;
 pub mod openapi;
 pub mod tenants;
 pub mod users;
+pub mod versions;
 
 use utoipa_axum::router::OpenApiRouter;
 

@@ -8,6 +8,7 @@ use axum::{
     Json,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION},
+    response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use super::{
     extract::{ApiJson, ApiPath},
     middleware::RequestId,
+    versions::Served,
 };
 
 use crate::paging::{Page, PageQuery};
@@ -26,7 +28,7 @@ use crate::{
     audit::{self, Action, Actor, Event},
     auth::AuthUser,
     db::TenantTx,
-    domain::NoteContent,
+    domain::{ApiVersion, NoteContent},
     error::{ApiError, ErrorResponse, Result},
     state::AppState,
 };
@@ -119,7 +121,7 @@ async fn create_note(
         })
         .await?;
     let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/notes/{}", note.id)) {
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/notes/{}", note.id)) {
         headers.insert(LOCATION, location);
     }
     Ok((StatusCode::CREATED, headers, Json(note)))
@@ -260,10 +262,23 @@ async fn delete_note(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// One page of notes, newest first.
+/// One page of notes, newest first, as API version 2026-11-22 shapes it
+/// (its OpenAPI document has this schema for `GET /v1/notes`).
 #[derive(Debug, Serialize, ToSchema)]
-struct NotePage {
+pub struct NotePage {
     notes: Vec<NoteBody>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// One page of notes, newest first (API version 2026-12-07 on): the items
+/// under `data`, like every list a later version adds, and whether there is
+/// a next page without comparing the cursor to `null`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteList {
+    data: Vec<NoteBody>,
+    /// Whether a next page exists (`next_cursor` is then set).
+    has_more: bool,
     /// Pass as `?cursor=` for the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
@@ -276,22 +291,31 @@ struct NotePage {
     security(("bearer" = [])),
     params(PageQuery),
     responses(
-        (status = 200, description = "A page of notes", body = NotePage),
+        (status = 200, description = "A page of notes", body = NoteList),
         (status = 400, description = "Malformed `limit`, `cursor` or query string (`bad_request`)", body = ErrorResponse),
         (status = 422, description = "`limit` out of range (`validation_failed`)", body = ErrorResponse),
     )
 )]
 async fn list_notes(
     user: AuthUser,
+    Served(version): Served,
     State(state): State<AppState>,
     page: Page,
-) -> Result<Json<NotePage>> {
+) -> Result<Response> {
     let mut notes = state
         .db
         .transaction(user.acting(), async |tx| select_page(tx, &user, page).await)
         .await?;
     let next_cursor = page.finish(&mut notes, |note| (note.created_at, note.id));
-    Ok(Json(NotePage { notes, next_cursor }))
+    Ok(match version {
+        ApiVersion::V2026_11_22 => Json(NotePage { notes, next_cursor }).into_response(),
+        ApiVersion::V2026_12_07 => Json(NoteList {
+            data: notes,
+            has_more: next_cursor.is_some(),
+            next_cursor,
+        })
+        .into_response(),
+    })
 }
 
 async fn select_page(tx: TenantTx<'_>, user: &AuthUser, page: Page) -> Result<Vec<NoteBody>> {

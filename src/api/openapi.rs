@@ -19,6 +19,8 @@
 
 use std::sync::LazyLock;
 
+mod versioned;
+
 use axum::{http::header, response::IntoResponse};
 use utoipa::{
     Modify, OpenApi,
@@ -32,9 +34,16 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::{
+    extract::ApiPath,
+    notes::NotePage,
+    versions::{API_VERSION, RequestedVersion},
+};
 use crate::{
-    domain::{DomainName, Email, NoteContent, Password, Slug, TenantName, TextRule, Username},
-    error::ErrorResponse,
+    domain::{
+        ApiVersion, DomainName, Email, NoteContent, Password, Slug, TenantName, TextRule, Username,
+    },
+    error::{ApiError, ErrorResponse, Result},
     state::AppState,
 };
 
@@ -54,7 +63,7 @@ pub const ROLE_EXTENSION: &str = "x-tenantry-role";
                        `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
         license(name = "MIT")
     ),
-    components(schemas(ErrorResponse)),
+    components(schemas(ErrorResponse, NotePage)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "accounts", description = "Users of a tenant. Served on tenant hosts."),
@@ -92,23 +101,56 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json`: the document of the API version the request names
+/// in `Api-Version`, else of the newest.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "infrastructure",
     extensions(("x-tenantry-host" = json!("any"))),
     responses((status = 200, description = "This document", content_type = "application/json", body = Object))
 )]
-pub async fn openapi_json() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT_JSON.as_str(),
+pub async fn openapi_json(requested: RequestedVersion) -> axum::response::Response {
+    document_response(requested.header().unwrap_or(ApiVersion::NEWEST))
+}
+
+/// `GET /openapi/{version}`: the document of one API version.
+#[utoipa::path(
+    get, path = "/openapi/{version}", tag = "infrastructure",
+    extensions(("x-tenantry-host" = json!("any"))),
+    params(("version" = ApiVersion, Path, description = "An API version (its date)")),
+    responses(
+        (status = 200, description = "The version's document", content_type = "application/json", body = Object),
+        (status = 404, description = "No such API version (`not_found`)", body = ErrorResponse),
     )
+)]
+pub async fn openapi_of_version(
+    ApiPath(version): ApiPath<String>,
+) -> Result<axum::response::Response> {
+    let version =
+        ApiVersion::parse(&version).map_err(|_| ApiError::NotFound("no such API version"))?;
+    Ok(document_response(version))
+}
+
+/// A version's document, saying which version it is in `Api-Version`.
+fn document_response(version: ApiVersion) -> axum::response::Response {
+    let json = DOCUMENTS
+        .iter()
+        .find(|(documented, _)| *documented == version)
+        .map_or("{}", |(_, json)| json.as_str());
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (API_VERSION.clone(), version.as_str()),
+        ],
+        json.to_owned(),
+    )
+        .into_response()
 }
 
 /// The documentation routes themselves.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
+        .routes(routes!(openapi_of_version))
         .routes(routes!(super::docs::api_reference))
         .routes(routes!(super::docs::api_reference_file))
 }
@@ -122,9 +164,18 @@ pub fn document() -> openapi::OpenApi {
     openapi
 }
 
-static DOCUMENT: LazyLock<openapi::OpenApi> = LazyLock::new(document);
-static DOCUMENT_JSON: LazyLock<String> =
-    LazyLock::new(|| serde_json::to_string_pretty(&*DOCUMENT).unwrap_or_else(|_| "{}".to_owned()));
+/// The document of each API version, as JSON.
+static DOCUMENTS: LazyLock<Vec<(ApiVersion, String)>> = LazyLock::new(|| {
+    let newest = document();
+    ApiVersion::ALL
+        .into_iter()
+        .map(|version| {
+            let document = versioned::for_version(newest.clone(), version);
+            let json = serde_json::to_string_pretty(&document).unwrap_or_else(|_| "{}".to_owned());
+            (version, json)
+        })
+        .collect()
+});
 
 /// The base document the API router starts from.
 pub fn base() -> openapi::OpenApi {

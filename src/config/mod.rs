@@ -18,11 +18,13 @@ use secrecy::SecretString;
 use crate::domain::host::BaseDomain;
 
 mod operator;
+mod release;
 
 pub use self::operator::{
     CitusCheckSettings, CitusMode, CliOpsSettings, MigrateSettings, OpsSettings, RolePasswords,
     analytics_from_env, analytics_from_source,
 };
+pub use self::release::ReleaseSettings;
 
 /// Everything `tenantry serve` needs.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct Settings {
     /// Whether the database is a Citus coordinator (`DATABASE_CITUS`): then
     /// start-up checks that it is set up by `sql/citus/`.
     pub citus: CitusMode,
+    /// The ring this revision serves and the deprecated API versions.
+    pub release: ReleaseSettings,
 }
 
 /// Per-tenant and per-client limits.
@@ -185,6 +189,7 @@ impl Settings {
             admin_api: AdminApiSettings::from_source(env)?,
             limits: LimitSettings::from_source(env)?,
             citus: parse_or(env, "DATABASE_CITUS", CitusMode::Auto)?,
+            release: ReleaseSettings::from_source(env)?,
         };
         ensure!(
             settings.max_body_bytes >= MIN_BODY_BYTES,

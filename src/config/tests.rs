@@ -211,3 +211,38 @@ fn an_unknown_signup_mode_is_rejected() {
     env.push(("SIGNUP_MODE", "sometimes"));
     assert!(Settings::from_source(&source(&env)).is_err());
 }
+
+#[test]
+fn the_release_ring_defaults_to_stable_and_deprecations_are_checked_by_name() {
+    use crate::domain::{ApiVersion, Ring};
+    let default = Settings::from_source(&source(&minimal())).expect("valid");
+    assert_eq!(default.release.ring, Ring::Stable);
+    assert!(default.release.deprecations.is_empty());
+
+    let mut env = minimal();
+    env.push(("RELEASE_RING", "canary"));
+    env.push(("API_DEPRECATIONS", "2026-11-22:2026-12-07:2027-06-30"));
+    let settings = Settings::from_source(&source(&env)).expect("valid");
+    assert_eq!(settings.release.ring, Ring::Canary);
+    let deprecation = settings.release.deprecation(ApiVersion::V2026_11_22);
+    assert_eq!(
+        deprecation.map(|d| d.sunset_on.to_string()).as_deref(),
+        Some("2027-06-30")
+    );
+    assert!(settings.release.deprecation(ApiVersion::NEWEST).is_none());
+
+    for (name, value, says) in [
+        ("RELEASE_RING", "beta", "RELEASE_RING"),
+        ("API_DEPRECATIONS", "2026-11-22", "API_DEPRECATIONS"),
+        (
+            "API_DEPRECATIONS",
+            "2026-11-22:2026-12-07:2027-06-30,2026-11-22:2026-12-08:2027-07-30",
+            "appears twice",
+        ),
+    ] {
+        let mut env = minimal();
+        env.push((name, value));
+        let error = format!("{:#}", Settings::from_source(&source(&env)).unwrap_err());
+        assert!(error.contains(says), "{name}={value}: {error}");
+    }
+}

@@ -20,7 +20,7 @@ pub use self::{
     host::{BaseDomain, DomainName, DomainRejection, MAX_CUSTOM_DOMAIN_LEN},
     limits::{LimitsDocument, RateLimitStatus, TenantLimits},
     note::{MAX_NOTE_CHARS, NoteContent},
-    release::{ApiVersion, Ring},
+    release::{ApiDeprecation, ApiVersion, Ring},
     tenant::{Plan, Slug, TenantId, TenantName, TenantRecord, TenantStatus},
     user::{Email, Password, Role, UserId, Username},
 };

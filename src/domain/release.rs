@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::Invalid;
@@ -120,6 +121,73 @@ impl fmt::Display for ApiVersion {
     }
 }
 
+/// An API version on its way out: from `deprecated_on` its responses carry
+/// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) headers, so clients
+/// see the date it goes before it goes. It is still served until a release
+/// removes it; operators move the tenants still pinned to it first
+/// (`tenantry tenants api-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiDeprecation {
+    pub version: ApiVersion,
+    /// The day (UTC midnight) it is, or was, deprecated.
+    pub deprecated_on: NaiveDate,
+    /// The day (UTC midnight) it is expected to stop answering.
+    pub sunset_on: NaiveDate,
+}
+
+impl ApiDeprecation {
+    /// Parses `VERSION:DEPRECATED_ON:SUNSET_ON`, e.g.
+    /// `2026-11-22:2026-12-07:2027-06-30`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut fields = raw.trim().split(':');
+        let (Some(version), Some(deprecated_on), Some(sunset_on), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!(
+                "{raw:?} is not VERSION:DEPRECATED_ON:SUNSET_ON (e.g. 2026-11-22:2026-12-07:2027-06-30)"
+            ));
+        };
+        let version = ApiVersion::parse(version).map_err(str::to_owned)?;
+        if version == ApiVersion::NEWEST {
+            return Err(format!(
+                "{version} is the newest API version; it cannot be deprecated"
+            ));
+        }
+        let date = |text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))
+        };
+        let (deprecated_on, sunset_on) = (date(deprecated_on)?, date(sunset_on)?);
+        if sunset_on <= deprecated_on {
+            return Err(format!(
+                "the sunset of {version} ({sunset_on}) must come after its deprecation ({deprecated_on})"
+            ));
+        }
+        Ok(Self {
+            version,
+            deprecated_on,
+            sunset_on,
+        })
+    }
+
+    /// The `Deprecation` header's value: an RFC 9651 Date, `@` and the
+    /// seconds since the epoch.
+    pub fn deprecation_header(&self) -> String {
+        format!("@{}", midnight(self.deprecated_on).and_utc().timestamp())
+    }
+
+    /// The `Sunset` header's value: an HTTP-date (RFC 9110 IMF-fixdate).
+    pub fn sunset_header(&self) -> String {
+        midnight(self.sunset_on)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string()
+    }
+}
+
+fn midnight(day: NaiveDate) -> chrono::NaiveDateTime {
+    day.and_time(chrono::NaiveTime::MIN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +206,26 @@ mod tests {
         assert!(ApiVersion::parse("").is_err());
         assert_eq!(ApiVersion::ALL.last(), Some(&ApiVersion::NEWEST));
         assert!(ApiVersion::ALL.is_sorted());
+    }
+
+    #[test]
+    fn deprecations_name_a_known_older_version_and_a_later_sunset() {
+        let deprecation = ApiDeprecation::parse("2026-11-22:2026-12-07:2027-06-30").unwrap();
+        assert_eq!(deprecation.version, ApiVersion::V2026_11_22);
+        // 2026-12-07T00:00:00Z and 2027-06-30T00:00:00Z.
+        assert_eq!(deprecation.deprecation_header(), "@1796601600");
+        assert_eq!(deprecation.sunset_header(), "Wed, 30 Jun 2027 00:00:00 GMT");
+        for (bad, says) in [
+            ("2026-11-22:2026-12-07", "is not VERSION"),
+            ("2026-11-22:2026-12-07:2027-06-30:x", "is not VERSION"),
+            ("2025-01-01:2026-12-07:2027-06-30", "must be one of"),
+            ("2026-12-07:2026-12-08:2027-06-30", "cannot be deprecated"),
+            ("2026-11-22:2026-13-07:2027-06-30", "is not a date"),
+            ("2026-11-22:2027-06-30:2027-06-30", "must come after"),
+        ] {
+            let error = ApiDeprecation::parse(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

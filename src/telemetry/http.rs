@@ -15,7 +15,7 @@ use std::{
 };
 
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, OriginalUri, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::Response,
@@ -30,7 +30,10 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{TraceContext, metrics, trace_context};
-use crate::{domain::TenantId, error::ErrorCode};
+use crate::{
+    domain::{Ring, TenantId},
+    error::ErrorCode,
+};
 
 /// The header that carries our request id, on every response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,6 +50,8 @@ pub static TRACE_RESPONSE: HeaderName = HeaderName::from_static("traceresponse")
 pub struct TenantLabels {
     pub id: String,
     pub slug: String,
+    /// The tenant's release ring, to tell a misrouted request.
+    pub ring: Ring,
 }
 
 /// Where the tenant extractor leaves the request's tenant for [`observe`],
@@ -56,10 +61,11 @@ pub struct RequestTenant(Arc<OnceLock<TenantLabels>>);
 
 impl RequestTenant {
     /// Records the request's tenant (the first one set wins).
-    pub fn set(&self, id: TenantId, slug: &str) {
+    pub fn set(&self, id: TenantId, slug: &str, ring: Ring) {
         let _ = self.0.set(TenantLabels {
             id: id.to_string(),
             slug: slug.to_owned(),
+            ring,
         });
     }
 
@@ -144,8 +150,10 @@ fn adopt_incoming_trace(span: &Span, headers: &HeaderMap) {
 }
 
 /// Records the response on the request's span, adds `traceresponse`, counts
-/// the request and writes the access log line. Runs inside the span.
-pub async fn observe(mut request: Request, next: Next) -> Response {
+/// the request (under `ring`, the ring this revision serves), counts and
+/// logs a request for a tenant of another ring, and writes the access log
+/// line. Runs inside the span.
+pub async fn observe(State(ring): State<Ring>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let tenant = RequestTenant::default();
     request.extensions_mut().insert(tenant.clone());
@@ -169,7 +177,12 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             response.headers_mut().insert(TRACE_RESPONSE.clone(), value);
         }
     }
-    metrics::request_served(&route, method, status.as_u16(), tenant.get(), elapsed);
+    metrics::request_served(&route, method, status.as_u16(), ring, tenant.get(), elapsed);
+    if let Some(tenant) = tenant.get()
+        && tenant.ring != ring
+    {
+        misrouted(ring, tenant);
+    }
     if status == StatusCode::TOO_MANY_REQUESTS {
         metrics::request_rejected(&route, error_code.unwrap_or("rate_limited"), tenant.get());
     }
@@ -177,6 +190,20 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         access.write(method, &response, elapsed);
     }
     response
+}
+
+/// A request the load balancer sent to the revision of another ring than its
+/// tenant's: served all the same (every revision of a rollout runs on the
+/// same schema), but a tenant moved and not yet applied, or a routing
+/// mistake, shows up on the dashboard and in the log.
+fn misrouted(ring: Ring, tenant: &TenantLabels) {
+    metrics::ring_mismatch(ring, tenant);
+    tracing::warn!(
+        release.ring = ring.as_str(),
+        tenant.ring = tenant.ring.as_str(),
+        "served a tenant of the {} ring on a revision of the {ring} ring",
+        tenant.ring
+    );
 }
 
 /// What the access log line needs of the request, taken before the request
@@ -190,7 +217,13 @@ struct AccessLine {
 impl AccessLine {
     fn of(request: &Request) -> Self {
         Self {
-            path: request.uri().path().to_owned(),
+            // As the client sent it (`/v1/...` is routed by a rewrite).
+            path: request
+                .extensions()
+                .get::<OriginalUri>()
+                .map_or(request.uri(), |original| &original.0)
+                .path()
+                .to_owned(),
             protocol: protocol(request),
             user_agent: header_text(request.headers(), &header::USER_AGENT).map(str::to_owned),
         }

@@ -5,7 +5,8 @@
 //!
 //! | name | instrument, unit | attributes |
 //! |---|---|---|
-//! | `http.server.request.duration` | histogram, `s` | `http.route`, `http.request.method`, `http.response.status_class`, `tenant.id`, `tenant.slug` |
+//! | `http.server.request.duration` | histogram, `s` | `http.route`, `http.request.method`, `http.response.status_class`, `release.ring` (the revision's), `tenant.id`, `tenant.slug` |
+//! | `tenantry.ring.mismatches` | counter, `{request}` | `release.ring` (the revision's), `tenant.ring`, `tenant.slug` |
 //! | `tenantry.rate_limit.rejections` | counter, `{request}` | `tenant.id`, `tenant.slug`, `http.route`, `reason` (`rate_limited`, `tenant_busy`) |
 //! | `tenantry.db.tenant_transaction.duration` | histogram, `s` | `tenant.id`, `outcome` (`commit`, `rollback`) |
 //! | `tenantry.auth.logins` | counter, `{login}` | `tenant.id`, `tenant.slug`, `outcome` (`success`, `invalid_credentials`, `error`) |
@@ -24,7 +25,7 @@ use opentelemetry::{
 };
 
 use super::{http::TenantLabels, metrics_exported};
-use crate::domain::TenantId;
+use crate::domain::{Ring, TenantId};
 
 /// Seconds: from 5 ms to 10 s, the boundaries OpenTelemetry's HTTP semantic
 /// conventions recommend (the SDK's defaults are meant for milliseconds).
@@ -37,6 +38,7 @@ struct Instruments {
     rejections: Counter<u64>,
     transaction_duration: Histogram<f64>,
     logins: Counter<u64>,
+    ring_mismatches: Counter<u64>,
 }
 
 fn meter() -> Meter {
@@ -74,6 +76,13 @@ fn instruments() -> &'static Instruments {
                 .with_unit("{login}")
                 .with_description("Login attempts by outcome.")
                 .build(),
+            ring_mismatches: meter
+                .u64_counter("tenantry.ring.mismatches")
+                .with_unit("{request}")
+                .with_description(
+                    "Requests served by a revision of another release ring than their tenant's.",
+                )
+                .build(),
         }
     })
 }
@@ -91,6 +100,7 @@ pub(super) fn request_served(
     route: &str,
     method: &'static str,
     status: u16,
+    ring: Ring,
     tenant: Option<&TenantLabels>,
     elapsed: Duration,
 ) {
@@ -101,11 +111,25 @@ pub(super) fn request_served(
         KeyValue::new("http.route", route.to_owned()),
         KeyValue::new("http.request.method", method),
         KeyValue::new("http.response.status_class", status_class(status)),
+        KeyValue::new("release.ring", ring.as_str()),
     ];
     tenant_attributes(tenant, &mut attributes);
     instruments()
         .request_duration
         .record(elapsed.as_secs_f64(), &attributes);
+}
+
+/// One request served by a revision of `ring` for a tenant of another ring.
+pub(super) fn ring_mismatch(ring: Ring, tenant: &TenantLabels) {
+    if !metrics_exported() {
+        return;
+    }
+    let attributes = [
+        KeyValue::new("release.ring", ring.as_str()),
+        KeyValue::new("tenant.ring", tenant.ring.as_str()),
+        KeyValue::new("tenant.slug", tenant.slug.clone()),
+    ];
+    instruments().ring_mismatches.add(1, &attributes);
 }
 
 /// One request refused with a 429 (`reason` is its error code).

@@ -87,7 +87,7 @@ async fn a_domain_routes_only_once_its_txt_record_is_verified_and_stops_when_rem
     let page = app
         .get_json("notes.acme.io", "/api/notes", &acme.token)
         .await;
-    assert_eq!(page["notes"][0]["content"], "acme's note");
+    assert_eq!(page["data"][0]["content"], "acme's note");
 
     let response = app
         .admin_call(

@@ -246,6 +246,7 @@ pub fn test_settings(cluster: &TestCluster, dbname: &str) -> Settings {
         tenant_cache_ttl: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
         citus: CitusMode::Auto,
+        release: Default::default(),
         admin_api: Some(AdminApiSettings {
             token: SecretString::from(ADMIN_API_TOKEN),
             ops: ops_settings(cluster, dbname, None),
@@ -720,7 +721,7 @@ impl TestApp {
 
 /// The contents of a page of notes, in order.
 pub fn note_contents(page: &Value) -> Vec<String> {
-    page["notes"]
+    page["data"]
         .as_array()
         .expect("a page of notes")
         .iter()

@@ -29,6 +29,7 @@ mod onboarding;
 mod openapi;
 mod operations;
 mod plans;
+mod releases;
 mod resilience;
 mod routing;
 mod source;

@@ -37,7 +37,7 @@ async fn a_note_can_be_created_read_updated_and_deleted() {
     );
     assert_eq!(
         location,
-        format!("/api/notes/{}", note["id"].as_str().unwrap())
+        format!("/v1/notes/{}", note["id"].as_str().unwrap())
     );
     assert_eq!(note["created_at"], note["updated_at"]);
 
@@ -104,7 +104,7 @@ async fn notes_are_listed_newest_first_in_pages_without_gaps_or_repeats() {
             .await
     };
     let ids = |page: &Value| -> Vec<uuid::Uuid> {
-        page["notes"]
+        page["data"]
             .as_array()
             .unwrap()
             .iter()
@@ -142,7 +142,10 @@ async fn an_empty_list_is_an_empty_page() {
     let app = spawn_app().await;
     let acme = app.onboard("acme").await;
     let page: Value = app.get_json(&acme.host, "/api/notes", &acme.token).await;
-    assert_eq!(page, json!({"notes": [], "next_cursor": null}));
+    assert_eq!(
+        page,
+        json!({"data": [], "has_more": false, "next_cursor": null})
+    );
 }
 
 #[tokio::test]

@@ -111,7 +111,7 @@ async fn another_user_of_the_same_tenant_cannot_touch_my_notes() {
         );
     }
     let list: Value = app.get_json(&acme.host, "/api/notes", &mallory).await;
-    assert_eq!(list["notes"], json!([]));
+    assert_eq!(list["data"], json!([]));
     assert_eq!(app.fingerprint(acme.id).await, before);
 }
 

@@ -285,6 +285,6 @@ async fn a_node_added_and_rebalanced_under_load_loses_nothing() {
         let page = app
             .get_json(&tenant.host, "/api/notes?limit=1", &tenant.token)
             .await;
-        assert_eq!(page["notes"].as_array().map(Vec::len), Some(1));
+        assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
     }
 }

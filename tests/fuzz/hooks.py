@@ -1,8 +1,8 @@
 """Schemathesis hooks for tenantry: a cross-tenant replay check.
 
 Loaded by tests/fuzz/run.sh through SCHEMATHESIS_HOOKS. Every note that tenant
-A creates during fuzzing (POST /api/notes -> 201) is replayed as tenant B:
-GET, PATCH and DELETE /api/notes/{id} with B's Host and token must each be
+A creates during fuzzing (POST /v1/notes -> 201) is replayed as tenant B:
+GET, PATCH and DELETE /v1/notes/{id} with B's Host and token must each be
 404, and A must still read its note (otherwise B's 404 would prove nothing).
 
 Environment:
@@ -40,7 +40,7 @@ def _base_url(response) -> str:
 @schemathesis.check
 def tenant_isolation(ctx, response, case):
     """A note created by tenant A must be invisible (404) to tenant B for GET/PATCH/DELETE."""
-    if case.method.upper() != "POST" or case.operation.path != "/api/notes":
+    if case.method.upper() != "POST" or case.operation.path != "/v1/notes":
         return None
     if response.status_code != 201:
         return None
@@ -54,7 +54,7 @@ def tenant_isolation(ctx, response, case):
     if not isinstance(body, dict) or "id" not in body:
         return None
     note_id = str(body["id"])
-    url = f"{_base_url(response)}/api/notes/{note_id}"
+    url = f"{_base_url(response)}/v1/notes/{note_id}"
     verify = response.verify
     headers_a = {"Host": A_HOST, "Authorization": f"Bearer {A_TOKEN}"}
     headers_b = {"Host": B_HOST, "Authorization": f"Bearer {B_TOKEN}"}
@@ -73,7 +73,7 @@ def tenant_isolation(ctx, response, case):
     for method, payload in probes:
         r = _session().request(method, url, headers=headers_b, json=payload, timeout=10, verify=verify)
         if r.status_code != 404:
-            problems.append(f"{method} /api/notes/{note_id} as {B_HOST} -> {r.status_code} {r.text[:200]!r}")
+            problems.append(f"{method} /v1/notes/{note_id} as {B_HOST} -> {r.status_code} {r.text[:200]!r}")
     # B's PATCH and DELETE must have changed nothing: A still reads its note as it was.
     after = _session().get(url, headers=headers_a, timeout=10, verify=verify)
     if after.status_code != 200 or after.json().get("content") != owner.json().get("content"):

@@ -83,18 +83,18 @@ failed=()
 export TENANT_A_HOST=acme.localhost TENANT_A_TOKEN=$acme_token TENANT_B_HOST=globex.localhost TENANT_B_TOKEN=$globex_token
 export TENANT_REPLAY_LOG="$work/replays-acme.log"
 rm -f "$TENANT_REPLAY_LOG"
-fuzz acme acme.localhost "$acme_token" --exclude-path /api/tenants --exclude-path-regex '^/admin' || failed+=(acme)
+fuzz acme acme.localhost "$acme_token" --exclude-path /v1/tenants --exclude-path-regex '^/v1/admin' || failed+=(acme)
 echo "notes of acme replayed as globex: $(replays)"
 [ "$(replays)" -gt 0 ] || failed+=("acme (no cross-tenant replay ran)")
 export TENANT_A_HOST=globex.localhost TENANT_A_TOKEN=$globex_token TENANT_B_HOST=acme.localhost TENANT_B_TOKEN=$acme_token
 export TENANT_REPLAY_LOG="$work/replays-globex.log"
 rm -f "$TENANT_REPLAY_LOG"
-fuzz globex globex.localhost "$globex_token" --exclude-path /api/tenants --exclude-path-regex '^/admin' || failed+=(globex)
+fuzz globex globex.localhost "$globex_token" --exclude-path /v1/tenants --exclude-path-regex '^/v1/admin' || failed+=(globex)
 echo "notes of globex replayed as acme: $(replays)"
 [ "$(replays)" -gt 0 ] || failed+=("globex (no cross-tenant replay ran)")
 # Onboarding alone has no links to follow, so no stateful phase here.
-fuzz apex localhost "$acme_token" --include-path /api/tenants --phases examples,coverage,fuzzing || failed+=(apex)
-fuzz admin localhost "$admin_token" --include-path-regex '^/admin' || failed+=(admin)
+fuzz apex localhost "$acme_token" --include-path /v1/tenants --phases examples,coverage,fuzzing || failed+=(apex)
+fuzz admin localhost "$admin_token" --include-path-regex '^/v1/admin' || failed+=(admin)
 if ((${#failed[@]})); then
     printf 'schemathesis found failures in: %s (reports under %s)\n' "${failed[*]}" "$work"
     exit 1
