@@ -753,3 +753,91 @@ async fn an_unreachable_collector_costs_requests_nothing_and_is_logged() {
     );
     assert!(complaints.iter().all(|entry| entry["message"].is_string()));
 }
+
+/// A revision of the canary ring serving a tenant of the stable ring (moved,
+/// and the load balancer not yet applied): the request is answered as any
+/// other, and the mismatch is counted with both rings and logged.
+#[tokio::test]
+async fn a_tenant_of_another_ring_is_served_counted_and_logged_with_both_rings() {
+    let receiver = start_receiver().await;
+    let service = spawn_service(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+        ("GOOGLE_CLOUD_PROJECT", PROJECT),
+        ("RELEASE_RING", "canary"),
+    ])
+    .await;
+    let (_, _, token) = service.onboard("wonderland").await;
+    let host = format!("wonderland.{BASE_DOMAIN}");
+    for _ in 0..3 {
+        let response = service
+            .request(reqwest::Method::GET, &host, "/v1/notes")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let page: Value = response.json().await.unwrap();
+        assert_eq!(page["data"], json!([]));
+    }
+    // The apex is no tenant's: nothing to mismatch.
+    let health = service
+        .request(reqwest::Method::GET, BASE_DOMAIN, "/healthz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (stdout, _, _) = service.stop().await;
+    let received = std::mem::take(&mut *receiver.received.lock().unwrap());
+
+    let mismatches = data_points(&received.metrics, "tenantry.ring.mismatches");
+    let rings = [
+        ("release.ring", "canary"),
+        ("tenant.ring", "stable"),
+        ("tenant.slug", "wonderland"),
+    ];
+    assert!(
+        mismatches.iter().any(|point| has(point, &rings)),
+        "mismatches: {mismatches:?}"
+    );
+    assert!(
+        mismatches
+            .iter()
+            .all(|point| point.get("tenant.slug").map(String::as_str) == Some("wonderland")),
+        "only the tenant's requests are mismatches: {mismatches:?}"
+    );
+    let durations = data_points(&received.metrics, "http.server.request.duration");
+    assert!(
+        !durations.is_empty()
+            && durations
+                .iter()
+                .all(|point| point.get("release.ring").map(String::as_str) == Some("canary")),
+        "every request is measured under the revision's ring: {durations:?}"
+    );
+
+    let entries: Vec<Value> = stdout
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+        .collect();
+    let warnings: Vec<&Value> = entries
+        .iter()
+        .filter(|entry| entry["tenant.ring"] == "stable")
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        4,
+        "the sign-in and three reads: {warnings:?}"
+    );
+    for warning in warnings {
+        assert_eq!(warning["severity"], "WARNING");
+        assert_eq!(warning["release.ring"], "canary");
+        assert_eq!(warning["tenant.slug"], "wonderland");
+    }
+    // The access log has the path as the client sent it.
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["httpRequest"]["requestUrl"] == "/v1/notes"),
+        "no access line for /v1/notes"
+    );
+}
