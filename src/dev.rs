@@ -200,7 +200,7 @@ fn print_examples(
                  cargo run -- tenants list\n",
                 cluster.port()
             ),
-            format!("curl -s {apex}/admin/stats -H \"authorization: Bearer {token}\"\n"),
+            format!("curl -s {apex}/v1/admin/stats -H \"authorization: Bearer {token}\"\n"),
         ),
         _ => (String::new(), String::new()),
     };
@@ -211,13 +211,13 @@ fn print_examples(
          {operators}\n\
          --- try it ---\n\
          curl -s {acme}/healthz\n\
-         curl -s {acme}/api/register {json} -d '{{\"username\":\"carol-{suffix}\",\"email\":\"carol-{suffix}@acme.test\",\"password\":\"carol-demo-password\"}}'\n\
-         TOKEN=$(curl -s {acme}/api/login {json} -d '{{\"username\":\"{alice}\",\"password\":\"{alice_password}\"}}' | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n\
-         curl -s {acme}/api/notes -H \"authorization: Bearer $TOKEN\" {json} -d '{{\"content\":\"hello from acme\"}}'\n\
-         curl -s {acme}/api/notes -H \"authorization: Bearer $TOKEN\"\n\
-         curl -s {acme}/api/me -H \"authorization: Bearer $TOKEN\"\n\
-         curl -s {globex}/api/notes -H \"authorization: Bearer $TOKEN\"  # 401: acme's token is refused on globex\n\
-         curl -s {apex}/api/tenants {json} -d '{{\"slug\":\"initech-{suffix}\",\"name\":\"Initech\",\"owner\":{{\"username\":\"peter\",\"email\":\"peter@initech.test\",\"password\":\"peter-demo-password\"}}}}'\n\
+         curl -s {acme}/v1/register {json} -d '{{\"username\":\"carol-{suffix}\",\"email\":\"carol-{suffix}@acme.test\",\"password\":\"carol-demo-password\"}}'\n\
+         TOKEN=$(curl -s {acme}/v1/login {json} -d '{{\"username\":\"{alice}\",\"password\":\"{alice_password}\"}}' | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n\
+         curl -s {acme}/v1/notes -H \"authorization: Bearer $TOKEN\" {json} -d '{{\"content\":\"hello from acme\"}}'\n\
+         curl -s {acme}/v1/notes -H \"authorization: Bearer $TOKEN\"\n\
+         curl -s {acme}/v1/me -H \"authorization: Bearer $TOKEN\"\n\
+         curl -s {globex}/v1/notes -H \"authorization: Bearer $TOKEN\"  # 401: acme's token is refused on globex\n\
+         curl -s {apex}/v1/tenants {json} -d '{{\"slug\":\"initech-{suffix}\",\"name\":\"Initech\",\"owner\":{{\"username\":\"peter\",\"email\":\"peter@initech.test\",\"password\":\"peter-demo-password\"}}}}'\n\
          {admin_example}\
          --- end ---\n"
     );

@@ -58,22 +58,38 @@ revoke create on schema public from tenantry_registry;
 revoke all on function tenant_by_slug(text) from public;
 revoke all on function tenant_by_domain(text) from public;
 
--- A note's size in bytes, for storage accounting. Expand: nullable, written
--- by revisions from this one on; rows written before (or by an older
--- revision still serving a ring) are filled by the `note-size` backfill
+-- A note's size in bytes, for storage accounting. Expand: nullable, and
+-- kept right on every write by a trigger, so that every revision, older ones
+-- included, writes it (an older revision's statements do not name the
+-- column: had the service been left to write it, an older revision still
+-- serving a ring would leave NULLs, or stale sizes after an edit). The rows
+-- written before this migration are filled by the `note-size` backfill
 -- (`tenantry migrate backfill note-size --ring canary`, ring by ring). A
 -- later migration makes it NOT NULL once every ring is done (contract).
--- The check is NOT VALID: rows written before are all NULL, and validating
--- would scan the table under this migration's lock; new rows are checked.
 alter table notes add column size_bytes integer;
+create function note_size_bytes()
+returns trigger
+language plpgsql security invoker set search_path = ''
+as $$
+begin
+    new.size_bytes := pg_catalog.octet_length(new.content);
+    return new;
+end
+$$;
+revoke all on function note_size_bytes() from public;
+create trigger notes_size_bytes_follow_content before insert or update of content on notes
+    for each row execute function note_size_bytes();
+-- NOT VALID: the rows written before are all NULL, and validating would
+-- scan the table under this migration's lock; new rows are checked.
 alter table notes add constraint notes_size_bytes_matches
     check (size_bytes is null or size_bytes = octet_length(content)) not valid;
 
 -- Where a backfill stands for each tenant, so that a run interrupted at any
 -- point resumes where it stopped and `tenantry migrate backfill --status`
 -- reports per ring. Operator bookkeeping, like schema_migrations: written
--- and read only by the admin role, never by a tenant transaction, and not
--- part of a tenant's data (an export leaves it out; a purged tenant's rows
+-- and read only by the admin role (in the transaction of the batch it
+-- records, so progress is exact), never by the service, and not part of a
+-- tenant's data (an export leaves it out; a purged tenant's rows
 -- are ignored by the report, which joins the registry). No foreign key:
 -- on Citus it is a coordinator-local table beside a reference table.
 create table backfill_progress (

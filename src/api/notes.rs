@@ -33,10 +33,6 @@ use crate::{
     state::AppState,
 };
 
-// SIZE_BYTES: every write sets `size_bytes` (V8, expand); rows written
-// before, or by a revision older than this one, are filled by the
-// `note-size` backfill (`tenantry migrate backfill`).
-//
 // NOTE_BY_ID: a note by its id is found through the primary key
 // `(tenant_id, id)`, then checked to be the caller's. The caller's check is
 // written `(user_id = $2) is true` (the same truth for a NOT NULL column) so
@@ -132,8 +128,7 @@ async fn insert_note(tx: TenantTx<'_>, user: &AuthUser, content: &NoteContent) -
     let row = tx
         .last_query_one(
             // The user exists: the user actor's transaction checked it.
-            "insert into notes (tenant_id, id, user_id, content, size_bytes)
-             values ($1, $2, $3, $4, octet_length($4))
+            "insert into notes (tenant_id, id, user_id, content) values ($1, $2, $3, $4)
              returning id, content, created_at, updated_at",
             &[
                 tenant.as_uuid(),
@@ -215,7 +210,7 @@ async fn update_content(
     let row = tx
         .last_query_opt(
             // `(user_id = $2) is true`: see NOTE_BY_ID.
-            "update notes set content = $4, size_bytes = octet_length($4), updated_at = now()
+            "update notes set content = $4, updated_at = now()
              where tenant_id = $1 and id = $3 and (user_id = $2) is true
              returning id, content, created_at, updated_at",
             &[tenant.as_uuid(), user.id.as_uuid(), &id, &content.as_str()],

@@ -19,6 +19,7 @@
 
 use std::sync::LazyLock;
 
+mod shared_errors;
 mod versioned;
 
 use axum::{http::header, response::IntoResponse};
@@ -159,7 +160,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// shared errors.
 pub fn document() -> openapi::OpenApi {
     let (_, mut openapi) = super::router().split_for_parts();
-    add_shared_errors(&mut openapi);
+    shared_errors::add(&mut openapi);
     apply_text_rules(&mut openapi);
     openapi
 }
@@ -185,95 +186,6 @@ pub fn base() -> openapi::OpenApi {
 /// Which hosts serve an operation, from its `x-tenantry-host` extension.
 pub fn host_of(operation: &Operation) -> Option<&str> {
     operation.extensions.as_ref()?.get(HOST_EXTENSION)?.as_str()
-}
-
-fn add_shared_errors(openapi: &mut openapi::OpenApi) {
-    for (path, item) in &mut openapi.paths.paths {
-        let has_path_parameter = path.contains('{');
-        for method in [
-            HttpMethod::Get,
-            HttpMethod::Post,
-            HttpMethod::Patch,
-            HttpMethod::Put,
-            HttpMethod::Delete,
-        ] {
-            let Some(operation) = operation_mut(item, &method) else {
-                continue;
-            };
-            let mut shared: Vec<(&str, &str)> = Vec::new();
-            match host_of(operation) {
-                Some("tenant") => shared.extend([
-                    (
-                        "400",
-                        "Malformed request or Host header (`bad_request`, `invalid_host`)",
-                    ),
-                    ("403", "The tenant is suspended (`tenant_suspended`)"),
-                    ("404", "The Host is not a tenant (`unknown_tenant`)"),
-                ]),
-                Some("apex") => shared.extend([
-                    (
-                        "400",
-                        "Malformed request or Host header (`bad_request`, `invalid_host`)",
-                    ),
-                    ("404", "Not served on this host (`not_found`)"),
-                ]),
-                _ => {}
-            }
-            if is_client_limited(operation) && host_of(operation) == Some("apex") {
-                shared.push((
-                    "429",
-                    "Too many requests from this client address (`rate_limited`): retry after `Retry-After` seconds",
-                ));
-            } else if is_client_limited(operation) {
-                shared.push((
-                    "429",
-                    "Too many requests from this client address, or too many sign-ins and registrations for this tenant (`rate_limited`), or the tenant holds every database connection its plan allows (`tenant_busy`): retry after `Retry-After` seconds",
-                ));
-            } else if host_of(operation) == Some("tenant") {
-                shared.push((
-                    "429",
-                    "The tenant's request rate is used up (`rate_limited`), or it holds every database connection its plan allows (`tenant_busy`): retry after `Retry-After` seconds",
-                ));
-            }
-            if requires_admin_token(operation) {
-                shared.push((
-                    "401",
-                    "The admin token is missing or wrong (`unauthorized`)",
-                ));
-            } else if requires_bearer(operation) {
-                shared.push(("401", "Missing, invalid or expired token, or a token of another tenant (`unauthorized`)"));
-            }
-            if operation.request_body.is_some() {
-                shared.extend([
-                    ("400", "The body is not JSON (`bad_request`)"),
-                    ("413", "The body is too large (`payload_too_large`)"),
-                    ("415", "The body is not application/json (`unsupported_media_type`)"),
-                    ("422", "A field is missing, unknown or invalid (`validation_failed`; `field` names it)"),
-                ]);
-            }
-            if has_path_parameter {
-                shared.extend([
-                    ("400", "Malformed path parameter (`bad_request`)"),
-                    ("404", "No such resource (`not_found`)"),
-                ]);
-            }
-            // Probes and the document answer without the database; readiness
-            // declares its own 503.
-            if host_of(operation) != Some("any") {
-                shared.push((
-                    "503",
-                    "Temporarily unavailable: retry after `Retry-After` seconds",
-                ));
-            }
-            for (status, description) in shared {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| error_response(status, description));
-            }
-        }
-    }
 }
 
 /// Text fields and the domain rule each one is parsed by: the document

@@ -322,7 +322,7 @@ async fn migrate_prepares_an_empty_database_that_serve_then_accepts() {
     let (success, stdout, stderr) = finish(tenantry(&["migrate"], &migrate_env));
     assert!(success, "{stdout}{stderr}");
     assert!(
-        stdout.contains(r#""applied":"[1, 2, 3, 4, 5, 6, 7]""#),
+        stdout.contains(r#""applied":"[1, 2, 3, 4, 5, 6, 7, 8]""#),
         "{stdout}"
     );
     let (success, stdout, _) = finish(tenantry(&["migrate"], &migrate_env));

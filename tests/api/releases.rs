@@ -427,3 +427,39 @@ async fn operators_move_a_tenant_between_rings_and_versions_and_each_move_is_in_
         "another tenant is untouched"
     );
 }
+
+#[tokio::test]
+async fn a_notes_size_follows_its_content_on_every_write_whichever_revision_writes_it() {
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    let note = app.create_note(&acme, "héllo").await;
+    assert_eq!(size_of(&app, note).await, Some(6), "é is two bytes");
+    let updated = app
+        .patch(&acme.host, &format!("/v1/notes/{note}"))
+        .bearer_auth(&acme.token)
+        .json(&json!({"content": "日本"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    assert_eq!(size_of(&app, note).await, Some(6));
+    // A revision from before the column, whose statements do not name it.
+    app.admin
+        .execute("update notes set content = 'abc' where id = $1", &[&note])
+        .await
+        .unwrap();
+    assert_eq!(size_of(&app, note).await, Some(3));
+    // And nobody can store a size that is not the content's.
+    app.admin
+        .execute("update notes set size_bytes = 99 where id = $1", &[&note])
+        .await
+        .expect_err("the check refuses a wrong size");
+}
+
+async fn size_of(app: &TestApp, note: uuid::Uuid) -> Option<i32> {
+    app.admin
+        .query_one("select size_bytes from notes where id = $1", &[&note])
+        .await
+        .unwrap()
+        .get(0)
+}
