@@ -72,8 +72,9 @@ pub const BACKFILLS: &[Backfill] = &[Backfill {
                     where n.tenant_id = $1 and n.id = batch.id and n.size_bytes is null
                     returning n.id
                 )
-                select (select max(id) from batch), (select count(*) from batch),
-                       (select count(*) from filled)",
+                -- PostgreSQL 15 has no max(uuid): the last key by order.
+                select (select id from batch order by id desc limit 1),
+                       (select count(*) from batch), (select count(*) from filled)",
 }];
 
 impl Backfill {
@@ -129,6 +130,12 @@ impl Admin {
     /// Refuses a database whose schema is older than `backfill` needs, or
     /// that was never migrated, naming the command that fixes it.
     pub async fn check_backfill_schema(&self, backfill: &Backfill) -> anyhow::Result<()> {
+        let needs = format!(
+            "backfill {} needs schema version {} or later",
+            backfill.name, backfill.since_version
+        );
+        // Unreadable too below the latest version: sql/grants.sql, which
+        // lets the admin role read it, is applied with the latest only.
         let rows = self
             .db
             .query(
@@ -136,7 +143,12 @@ impl Admin {
                 &[],
             )
             .await
-            .map_err(|error| anyhow::anyhow!("could not read schema_migrations: {error}"))?;
+            .map_err(|error| {
+                anyhow::Error::from(error).context(format!(
+                    "{needs}; the admin role cannot read schema_migrations: \
+                     run `tenantry migrate` first"
+                ))
+            })?;
         let version: i32 = rows
             .first()
             .map(|row| row.try_get(0))
@@ -144,10 +156,7 @@ impl Admin {
             .unwrap_or(0);
         anyhow::ensure!(
             version >= backfill.since_version,
-            "backfill {} needs schema version {} or later; the database is at version {version}: \
-             run `tenantry migrate` first",
-            backfill.name,
-            backfill.since_version
+            "{needs}; the database is at version {version}: run `tenantry migrate` first"
         );
         Ok(())
     }
