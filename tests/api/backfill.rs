@@ -440,3 +440,32 @@ async fn a_database_older_than_the_backfill_is_refused() {
         assert!(run.stdout.is_empty(), "{}", run.stdout);
     }
 }
+
+#[tokio::test]
+async fn the_final_pass_with_restart_fills_what_an_older_revision_wrote_after_the_run() {
+    let app = spawn_app().await;
+    let tenant = tenant_with_old_notes(&app, "acme", "early").await;
+    backfill(&app, &["note-size"]).await.report(0);
+    assert_eq!(notes_state(&app, tenant.id).await, (ALL, 0));
+    // A note written by a revision older than V8's after the tenant was done.
+    let older = app
+        .create_note(&tenant, "written by the old revision")
+        .await;
+    app.admin
+        .execute(
+            "update notes set size_bytes = null where id = $1",
+            &[&older],
+        )
+        .await
+        .unwrap();
+
+    backfill(&app, &["note-size"]).await.report(0);
+    assert_eq!(
+        notes_state(&app, tenant.id).await,
+        (ALL, 1),
+        "a plain re-run skips the finished tenant"
+    );
+    let restarted = backfill(&app, &["note-size", "--restart"]).await.report(0);
+    assert_eq!(notes_state(&app, tenant.id).await, (ALL + 1, 0));
+    assert_eq!(counts(&restarted, "early"), (1, 1, 0, 0, 1, true));
+}

@@ -38,7 +38,7 @@ pub struct RingReport {
     /// Of the tenants not started, those created after the ring's backfill
     /// began: onboarded since, so the run did not see them.
     pub onboarded_since: i64,
-    /// Rows filled so far in the ring's tenants.
+    /// Rows filled so far in the ring's tenants (since the last `--restart`).
     pub rows_done: i64,
     /// Every tenant of the ring is finished (a ring without tenants is).
     pub done: bool,
