@@ -40,7 +40,8 @@ enum Command {
     /// Serve the API (production). Needs DATABASE_URL (the runtime role),
     /// JWT_KEYS, and ADMIN_TOKEN unless SIGNUP_MODE=open.
     Serve,
-    /// Apply pending migrations as the owner role (MIGRATION_DATABASE_URL).
+    /// Apply pending migrations as the owner role (MIGRATION_DATABASE_URL);
+    /// `migrate backfill` runs data migrations as the admin role.
     Migrate(MigrateArgs),
     /// Local development, the default: a private PostgreSQL cluster unless
     /// DATABASE_URL is set, demo tenants, and curl examples to paste.
