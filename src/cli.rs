@@ -1,7 +1,12 @@
 //! The `tenantry` command line: `serve`, `migrate`, `citus check`, and `dev`
 //! (the default).
 
-use std::{process::ExitCode, str::FromStr};
+use std::{
+    io::Write,
+    process::ExitCode,
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -9,10 +14,15 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 
 use crate::{
-    admin::commands::{self, DomainsCommand, TenantsCommand},
-    config::{CitusCheckSettings, MigrateSettings, Settings},
+    admin::{
+        Admin,
+        backfill::{self, Backfill},
+        commands::{self, DomainsCommand, TenantsCommand},
+    },
+    config::{CitusCheckSettings, CliOpsSettings, MigrateSettings, Settings},
     db::{citus, migrate},
     dev,
+    domain::Ring,
     startup::Application,
     telemetry::{self, LogFormat, LogOutput},
 };
@@ -30,7 +40,8 @@ enum Command {
     /// Serve the API (production). Needs DATABASE_URL (the runtime role),
     /// JWT_KEYS, and ADMIN_TOKEN unless SIGNUP_MODE=open.
     Serve,
-    /// Apply pending migrations as the owner role (MIGRATION_DATABASE_URL).
+    /// Apply pending migrations as the owner role (MIGRATION_DATABASE_URL);
+    /// `migrate backfill` runs data migrations as the admin role.
     Migrate(MigrateArgs),
     /// Local development, the default: a private PostgreSQL cluster unless
     /// DATABASE_URL is set, demo tenants, and curl examples to paste.
@@ -69,8 +80,11 @@ enum CitusCommand {
 /// `migrate --status` exits with this code when migrations are pending.
 pub const EXIT_MIGRATIONS_PENDING: u8 = 3;
 
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct MigrateArgs {
+    #[command(subcommand)]
+    command: Option<MigrateCommand>,
     /// Only show which migrations are applied and which are pending; change
     /// nothing. Exit code 0: up to date; 3: migrations pending; 1: error, or a
     /// history this binary refuses (an edited migration, a newer release's).
@@ -82,15 +96,51 @@ struct MigrateArgs {
     dry_run: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Run a named data migration (a backfill) tenant by tenant, ring by
+    /// ring, in batches, as the admin role (ADMIN_DATABASE_URL); re-run to
+    /// resume. Prints progress on stderr and the per-ring report as JSON on
+    /// stdout. Exit code 0: every ring asked for is done; 3: work remains;
+    /// 1: error. Backfills: note-size.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    /// The backfill: note-size.
+    name: String,
+    /// Only this ring (canary, early, stable); without it, every ring in
+    /// that order.
+    #[arg(long)]
+    ring: Option<String>,
+    /// Rows per batch; each batch is one transaction of one tenant.
+    #[arg(long, default_value_t = backfill::DEFAULT_BATCH_SIZE,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    batch_size: i64,
+    /// Only print the per-ring report; change nothing.
+    #[arg(long, conflicts_with_all = ["batch_size", "restart"])]
+    status: bool,
+    /// Forget the progress of the rings first and scan every tenant again:
+    /// the final pass once every ring runs the new revision (rows written by
+    /// an older one after their tenant was done). To continue an interrupted
+    /// run, run again without it.
+    #[arg(long)]
+    restart: bool,
+}
+
 /// Parses the command line, runs the command, and maps failure to exit code 1
 /// with the cause chain on stderr.
 pub async fn run() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Dev);
     let (default_format, output) = match &command {
         // A report on stdout: logs go to stderr.
-        Command::Migrate(MigrateArgs { status, dry_run }) if *status || *dry_run => {
-            (LogFormat::Json, LogOutput::Stderr)
-        }
+        Command::Migrate(MigrateArgs {
+            command: Some(_), ..
+        }) => (LogFormat::Pretty, LogOutput::Stderr),
+        Command::Migrate(MigrateArgs {
+            status, dry_run, ..
+        }) if *status || *dry_run => (LogFormat::Json, LogOutput::Stderr),
         Command::Serve | Command::Migrate(_) => (LogFormat::Json, LogOutput::Stdout),
         Command::Dev => (LogFormat::Pretty, LogOutput::Stdout),
         Command::Tenants { .. }
@@ -114,6 +164,10 @@ pub async fn run() -> ExitCode {
     };
     let result = match command {
         Command::Serve => serve().await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate(MigrateArgs {
+            command: Some(MigrateCommand::Backfill(args)),
+            ..
+        }) => run_backfill(args).await,
         Command::Migrate(args) => run_migrations(args).await,
         Command::Dev => dev::run().await.map(|()| ExitCode::SUCCESS),
         Command::Tenants { command } => {
@@ -221,4 +275,50 @@ async fn run_migrations(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let report = migrate::run(&mut client, &settings.passwords).await?;
     tracing::info!(applied = ?report.applied, version = report.version, "database is migrated");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tenantry migrate backfill`: checks its arguments before connecting, so
+/// a wrong name or ring changes nothing.
+async fn run_backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let backfill = Backfill::find(&args.name)?;
+    let rings = match &args.ring {
+        Some(ring) => vec![Ring::parse(ring).map_err(|m| anyhow::anyhow!("--ring {ring:?}: {m}"))?],
+        None => Ring::ALL.to_vec(),
+    };
+    let settings = CliOpsSettings::from_env()?;
+    let admin = Admin::connect(&settings.ops, settings.base_domain.clone())?;
+    // Before the audit, which would refuse an old schema less specifically.
+    admin.check_backfill_schema(backfill).await?;
+    admin.audit_roles().await?;
+    let report = if args.status {
+        admin.backfill_status(backfill, &rings).await?
+    } else {
+        // A line per finished tenant, and every 10 s for a long one.
+        let mut last_line = Instant::now();
+        let (report, summary) = admin
+            .run_backfill(backfill, &rings, args.batch_size, args.restart, |tenant| {
+                if tenant.finished || last_line.elapsed() >= Duration::from_secs(10) {
+                    let state = if tenant.finished { "done" } else { "running" };
+                    eprintln!(
+                        "{} {}: {}: {state}, {} rows filled",
+                        backfill.name, tenant.ring, tenant.slug, tenant.rows_done
+                    );
+                    last_line = Instant::now();
+                }
+            })
+            .await?;
+        eprintln!(
+            "{}: this run filled {} rows in {} batches over {} tenants",
+            backfill.name, summary.rows_filled, summary.batches, summary.tenants
+        );
+        report
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &report)?;
+    writeln!(out)?;
+    Ok(if report.done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_MIGRATIONS_PENDING)
+    })
 }

@@ -11,11 +11,13 @@
 //! |-------------|-------------------------------------------------------------|
 //! | [`tenants`] | create (idempotent), list, show, change plan, suspend, resume |
 //! | [`purge`]   | remove every row of a suspended tenant                      |
+//! | [`backfill`]| data migrations by ring, resumable (`tenantry migrate backfill`) |
 //! | [`domains`] | add, list, remove, verify by DNS TXT record                 |
 //! | [`transfer`]| export to and import from the NDJSON format                 |
 //! | [`tfvars`]  | Terraform's `tenants` variable from the registry            |
 //! | [`commands`]| the CLI: `tenantry tenants|domains ...`, `tenantry stats`    |
 
+pub mod backfill;
 pub mod commands;
 pub mod domains;
 pub mod purge;

@@ -8,6 +8,7 @@
 mod admin_api;
 mod analytics;
 mod backend;
+mod backfill;
 mod catalog;
 mod citus;
 mod dashboard;
