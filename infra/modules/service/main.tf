@@ -277,12 +277,28 @@ resource "google_cloud_run_v2_service" "main" {
     }
   }
 
+  # The release rings' tags (root rings.tf): one target per ring, on the
+  # revision var.ring_traffic names, or on the latest ready revision where
+  # it names none. Terraform owns the traffic; Cloud Build only adds
+  # revisions with no traffic (cloudbuild.yaml), so the two never fight, and
+  # moving or rolling back a ring is one variable and an apply.
+  dynamic "traffic" {
+    for_each = var.ring_traffic
+    content {
+      type     = traffic.value.revision == "" ? "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" : "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+      revision = traffic.value.revision == "" ? null : traffic.value.revision
+      percent  = traffic.value.percent
+      tag      = traffic.value.tag
+    }
+  }
+
   lifecycle {
-    # Cloud Build deploys each commit's image and moves traffic (canary);
-    # Terraform keeps whatever is live.
+    # Cloud Build deploys each commit's image, as a revision of a ring
+    # (with that ring's RELEASE_RING); Terraform keeps whichever image the
+    # template last had, so an apply never rolls code back. Which revision
+    # serves which ring is Terraform's (the traffic above).
     ignore_changes = [
       template[0].containers[0].image,
-      traffic,
       client,
       client_version,
     ]
