@@ -779,6 +779,12 @@ fn the_service_carries_one_traffic_tag_per_ring_and_terraform_owns_it() {
     let content = block(traffic.body(), "content");
     assert_eq!(text(content.body(), "tag"), "traffic.value.tag");
     assert_eq!(text(content.body(), "percent"), "traffic.value.percent");
+    // The template is the default ring's; Cloud Build sets each ring's own.
+    let (env, _) = service_containers();
+    assert_eq!(
+        env.plain.get("RELEASE_RING"),
+        Some(&Expression::from(Ring::default().as_str()))
+    );
     let lifecycle = block(service.body(), "lifecycle");
     let ignored = text(lifecycle.body(), "ignore_changes");
     assert!(

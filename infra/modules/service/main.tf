@@ -39,6 +39,12 @@ locals {
     # Run: the client is the second-to-last X-Forwarded-For entry.
     TRUSTED_PROXY_HOPS = "2"
     TENANT_LIMITS      = var.tenant_limits_json
+    # The template Terraform keeps is the stable ring's: a revision an apply
+    # makes (a changed setting) is a stable one. Cloud Build deploys each
+    # ring's revision with its own RELEASE_RING (cloudbuild.yaml, _RING); the
+    # apply after a canary or early deploy sets the template back to stable,
+    # which makes a revision that no ring's tag points at.
+    RELEASE_RING       = "stable"
     REQUEST_TIMEOUT_MS = tostring(var.request_timeout_seconds * 1000 - 1000)
     LOG_FORMAT         = "json"
     # The observability contract: OTLP/HTTP to the sidecar.
