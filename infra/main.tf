@@ -6,7 +6,7 @@
 #   database    Cloud SQL for PostgreSQL (private IP), owner user, secrets
 #   service     Cloud Run service (+ collector sidecar) and migration job
 #   edge        global external Application Load Balancer, certificates,
-#               Cloud Armor per-tenant throttles
+#               Cloud Armor per-tenant throttles, a backend per release ring
 #   monitoring  dashboard, alert policies, collector config (issue 7)
 #
 # README.md ("Deploying") walks from an empty project to a running service.
@@ -136,6 +136,7 @@ module "service" {
   cpu_always_allocated     = var.cpu_always_allocated
   pool_size                = var.database_pool_size
   tenant_limits_json       = local.tenant_limits_json
+  ring_traffic             = local.ring_traffic
   jwt_key_id               = var.jwt_key_id
   request_timeout_seconds  = var.request_timeout_seconds
   trace_sample_ratio       = var.trace_sample_ratio
@@ -151,6 +152,9 @@ module "edge" {
   base_domain                  = var.base_domain
   tenant_edge_limits           = local.tenant_edge_limits
   custom_domains               = local.custom_domains
+  rings                        = local.rings
+  default_ring                 = local.default_ring
+  ring_hosts                   = local.ring_hosts
   unlisted_requests_per_minute = var.edge_unlisted_requests_per_minute
 
   depends_on = [google_project_service.apis]
@@ -199,5 +203,18 @@ check "pool_fits_every_plan" {
   assert {
     condition     = alltrue([for rates in local.effective_rates : rates.max_db_connections <= var.database_pool_size]) && var.database_pool_size >= local.plan_defaults.enterprise.max_db_connections
     error_message = "database_pool_size is below a plan's or tenant's max_db_connections; raise it or lower the share."
+  }
+}
+
+# Every ring with a revision of its own is another revision serving at once,
+# each with up to max_instances instances and their pools: the reserve must
+# hold the extra ones on top of its own 15 (the migration job, operators,
+# Cloud SQL), or Cloud SQL refuses connections under load (docs/DEPLOYING.md,
+# "Cost knobs and the connection budget"). A check warns; it does not stop
+# the apply.
+check "rings_fit_the_connection_budget" {
+  assert {
+    condition     = var.connection_reserve >= (local.serving_revisions - 1) * var.max_instances * local.connections_per_instance + 15
+    error_message = "${local.serving_revisions} revisions serve the rings: set connection_reserve to at least ${(local.serving_revisions - 1) * var.max_instances * local.connections_per_instance + 15} (their pools plus 15), or lower max_instances."
   }
 }

@@ -77,3 +77,14 @@ output "dashboard_id" {
   description = "The Cloud Monitoring dashboard."
   value       = module.monitoring.dashboard_id
 }
+
+output "rings" {
+  description = "Each release ring: the revision its tag points at (\"\" = the latest ready revision), its backend service and the hosts routed to it (the default ring serves every host not routed elsewhere)."
+  value = {
+    for ring in local.rings : ring => {
+      revision        = local.ring_revision[ring]
+      backend_service = module.edge.ring_backends[ring].backend_service
+      hosts           = local.ring_hosts[ring]
+    }
+  }
+}

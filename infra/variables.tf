@@ -168,16 +168,20 @@ variable "jwt_key_id" {
 
 variable "tenants" {
   description = <<-EOT
-    The tenants Terraform knows, by slug: their plan, their custom domains
-    and their limit overrides. `tenantry tenants export-tfvars` writes this
-    variable from the database (tenants.auto.tfvars.json), keeping the limits
-    already in the file. The limits are the ONE place per-tenant rate limits
-    are set: they become the tenant's Cloud Armor throttle rule at the edge
-    and its entry in the service's TENANT_LIMITS. Absent fields inherit the
-    plan's; a quota (max_users, max_notes) of 0 means unlimited.
+    The tenants Terraform knows, by slug: their plan, their release ring,
+    their custom domains and their limit overrides. `tenantry tenants
+    export-tfvars` writes this variable from the database
+    (tenants.auto.tfvars.json), keeping the limits already in the file. The
+    ring (canary, early or stable; default stable) picks the Cloud Run
+    revision the load balancer sends the tenant's hosts to (ring_revisions).
+    The limits are the ONE place per-tenant rate limits are set: they become
+    the tenant's Cloud Armor throttle rule at the edge and its entry in the
+    service's TENANT_LIMITS. Absent fields inherit the plan's; a quota
+    (max_users, max_notes) of 0 means unlimited.
   EOT
   type = map(object({
     plan           = optional(string, "free")
+    ring           = optional(string, "stable")
     custom_domains = optional(list(string), [])
     limits = optional(object({
       requests_per_second  = optional(number)
@@ -198,11 +202,50 @@ variable "tenants" {
   }
 
   validation {
+    # The rings of src/domain/release.rs (Ring::ALL) and of the revision
+    # tags (rings.tf); tests/infra.rs keeps the three lists equal.
+    condition     = alltrue([for tenant in var.tenants : contains(["canary", "early", "stable"], tenant.ring)])
+    error_message = "Each tenant's ring is canary, early or stable."
+  }
+
+  validation {
     condition = alltrue(flatten([for tenant in var.tenants : [
       for field in ["requests_per_second", "burst", "max_db_connections", "statement_timeout_ms"] :
       tenant.limits[field] == null ? true : tenant.limits[field] >= 1
     ]]))
     error_message = "requests_per_second, burst, max_db_connections and statement_timeout_ms are at least 1 when set."
+  }
+}
+
+variable "ring_revisions" {
+  description = <<-EOT
+    The Cloud Run revision each release ring's traffic tag points at, by
+    ring: the load balancer sends a ring's tenants to its tag, and the
+    stable revision also gets 100% of untagged traffic. Cloud Build deploys
+    a ring's revision with no traffic and prints its name (cloudbuild.yaml,
+    _RING); setting it here and applying moves the ring to it, and setting
+    the previous name back rolls the ring back (docs/ROLLOUT.md). Empty:
+    canary follows early's revision, early follows stable's, and stable is
+    the latest ready revision (the first deployment, before rings are
+    used; a canary or early revision needs a pinned stable one).
+  EOT
+  type = object({
+    canary = optional(string, "")
+    early  = optional(string, "")
+    stable = optional(string, "")
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for revision in values(var.ring_revisions) : revision == "" || can(regex("^[a-z][a-z0-9-]{0,61}[a-z0-9]$", revision))])
+    error_message = "A ring revision is a Cloud Run revision name (lower-case letters, digits and hyphens), or empty."
+  }
+
+  validation {
+    # With stable on the latest revision, every new revision (a canary one
+    # included) would take all traffic as soon as it is ready.
+    condition     = var.ring_revisions.stable != "" || (var.ring_revisions.canary == "" && var.ring_revisions.early == "")
+    error_message = "Pin ring_revisions.stable to a revision before giving canary or early one of their own."
   }
 }
 

@@ -11,7 +11,14 @@
 //! - the plans' limits Terraform uses at the edge are the binary's defaults;
 //! - with a `terraform` binary on PATH, the TENANT_LIMITS Terraform renders
 //!   from a sample `tenants` variable is a document the service accepts, and
-//!   each tenant's edge rule admits what the service's limiter admits.
+//!   each tenant's edge rule admits what the service's limiter admits;
+//! - release rings (docs/ROLLOUT.md): Terraform's rings are the binary's
+//!   (`Ring::ALL`), each has a serverless NEG on the Cloud Run tag of its
+//!   name and a backend behind Cloud Armor, the URL map routes the hosts of
+//!   the rings other than stable to their backends, the service carries a
+//!   tag per ring, Cloud Build deploys revisions without touching traffic,
+//!   and (with `terraform`) a tenant's ring decides which host list, and so
+//!   which backend, its hosts are in.
 //!
 //! `infra/validate.sh` runs this test with the other offline checks.
 
@@ -24,7 +31,7 @@ use std::{
 use hcl::{Block, Body, Expression, ObjectKey};
 use tenantry::{
     config::{MigrateSettings, Settings},
-    domain::{LimitsDocument, Plan, TenantLimits},
+    domain::{LimitsDocument, Plan, Ring, TenantLimits},
 };
 
 fn infra() -> PathBuf {
@@ -399,11 +406,7 @@ fn secrets_are_references_never_literals() {
 
 #[test]
 fn terraforms_plan_limits_are_the_binarys() {
-    let root: Vec<Body> = terraform_files()
-        .into_iter()
-        .filter(|(path, _)| path.parent() == Some(infra().as_path()))
-        .map(|(_, body)| body)
-        .collect();
+    let root = root_module();
     let Expression::Object(plans) = &locals(&root)["plan_defaults"] else {
         panic!("plan_defaults is an object literal");
     };
@@ -422,32 +425,56 @@ fn terraforms_plan_limits_are_the_binarys() {
     }
 }
 
-/// Renders the root module's tenant locals with Terraform itself (no
-/// provider is involved, so nothing is downloaded) for a sample `tenants`.
-fn render_with_terraform(terraform: &Path) -> serde_json::Value {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("infra-render-{}", std::process::id()));
+/// The `terraform` binary on PATH, if any.
+fn terraform_on_path() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("terraform"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+const SAMPLE_TFVARS: &str = r#"{"project_id": "p", "region": "europe-west1", "base_domain": "example.com",
+    "tenants": {
+      "acme": {"plan": "pro", "custom_domains": ["notes.acme.io"],
+               "limits": {"requests_per_second": 100, "max_notes": 0}},
+      "globex": {},
+      "initech": {"plan": "enterprise", "limits": {"burst": 50}}},
+    "plan_limits": {"free": {"burst": 30, "max_users": 5}}}"#;
+
+/// Renders the root module's tenant and ring locals with Terraform itself
+/// (no provider is involved, so nothing is downloaded) for `tfvars`, with
+/// the edge module's host-rule selection (`routed_rings`, copied from its
+/// HCL) applied to the root's `ring_hosts`. `Err` carries Terraform's
+/// complaint when it refuses the variables.
+fn render_with_terraform(terraform: &Path, tfvars: &str) -> Result<serde_json::Value, String> {
+    static RENDERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "infra-render-{}-{}",
+        std::process::id(),
+        RENDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    for file in ["variables.tf", "tenants.tf"] {
+    for file in ["variables.tf", "tenants.tf", "rings.tf"] {
         std::fs::copy(infra().join(file), dir.join(file)).expect("copy");
     }
+    let routed = locals(&module("edge"))["routed_rings"]
+        .to_string()
+        .replace("var.ring_hosts", "local.ring_hosts")
+        .replace("var.default_ring", "local.default_ring");
     std::fs::write(
         dir.join("outputs.tf"),
-        "output \"tenant_limits\" { value = local.tenant_limits_json }\n\
-         output \"edge\" { value = local.tenant_edge_limits }\n",
+        format!(
+            "locals {{\n  edge_routed_rings = {routed}\n}}\n\
+             output \"tenant_limits\" {{ value = local.tenant_limits_json }}\n\
+             output \"edge\" {{ value = local.tenant_edge_limits }}\n\
+             output \"ring_hosts\" {{ value = local.ring_hosts }}\n\
+             output \"ring_traffic\" {{ value = local.ring_traffic }}\n\
+             output \"host_rules\" {{ value = local.edge_routed_rings }}\n"
+        ),
     )
     .expect("write");
-    std::fs::write(
-        dir.join("sample.auto.tfvars.json"),
-        r#"{"project_id": "p", "region": "europe-west1", "base_domain": "example.com",
-            "tenants": {
-              "acme": {"plan": "pro", "custom_domains": ["notes.acme.io"],
-                       "limits": {"requests_per_second": 100, "max_notes": 0}},
-              "globex": {},
-              "initech": {"plan": "enterprise", "limits": {"burst": 50}}},
-            "plan_limits": {"free": {"burst": 30, "max_users": 5}}}"#,
-    )
-    .expect("write");
+    std::fs::write(dir.join("sample.auto.tfvars.json"), tfvars).expect("write");
     let run = |args: &[&str]| {
         let output = Command::new(terraform)
             .args(args)
@@ -456,31 +483,29 @@ fn render_with_terraform(terraform: &Path) -> serde_json::Value {
             .env("TF_IN_AUTOMATION", "1")
             .output()
             .expect("run terraform");
-        assert!(
-            output.status.success(),
-            "terraform {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(format!(
+                "terraform {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
     };
-    run(&["init", "-backend=false", "-input=false"]);
-    run(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
-    let outputs = run(&["output", "-json"]);
+    let outputs = run(&["init", "-backend=false", "-input=false"])
+        .and_then(|_| run(&["apply", "-auto-approve", "-input=false", "-lock=false"]))
+        .and_then(|_| run(&["output", "-json"]));
     std::fs::remove_dir_all(&dir).expect("cleanup");
-    serde_json::from_slice(&outputs).expect("terraform output -json")
+    outputs.map(|json| serde_json::from_slice(&json).expect("terraform output -json"))
 }
 
 #[test]
 fn one_tenants_variable_drives_both_tenant_limits_and_the_edge() {
-    let Some(terraform) = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("terraform"))
-            .find(|candidate| candidate.is_file())
-    }) else {
+    let Some(terraform) = terraform_on_path() else {
         eprintln!("no terraform on PATH: TENANT_LIMITS rendering not checked");
         return;
     };
-    let outputs = render_with_terraform(&terraform);
+    let outputs = render_with_terraform(&terraform, SAMPLE_TFVARS).unwrap();
 
     let json = outputs["tenant_limits"]["value"]
         .as_str()
@@ -521,4 +546,367 @@ fn one_tenants_variable_drives_both_tenant_limits_and_the_edge() {
         edge["acme"]["hosts"],
         serde_json::json!(["acme.example.com", "notes.acme.io"])
     );
+}
+
+/// The ring names the binary knows, in order.
+fn ring_names() -> Vec<String> {
+    Ring::ALL
+        .iter()
+        .map(|ring| ring.as_str().to_owned())
+        .collect()
+}
+
+/// The root module's `.tf` files.
+fn root_module() -> Vec<Body> {
+    terraform_files()
+        .into_iter()
+        .filter(|(path, _)| path.parent() == Some(infra().as_path()))
+        .map(|(_, body)| body)
+        .collect()
+}
+
+/// A list of string literals, as HCL writes `["a", "b"]`.
+fn strings(expr: &Expression) -> Vec<String> {
+    let Expression::Array(items) = expr else {
+        panic!("expected a list literal, got {expr}");
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Expression::String(s) => s.clone(),
+            other => panic!("expected a string literal, got {other}"),
+        })
+        .collect()
+}
+
+/// The single block `identifier` in `body`.
+fn block<'a>(body: &'a Body, identifier: &'a str) -> &'a Block {
+    let mut found = blocks(body, identifier);
+    let first = found
+        .next()
+        .unwrap_or_else(|| panic!("no {identifier} block"));
+    assert!(found.next().is_none(), "more than one {identifier} block");
+    first
+}
+
+/// `attribute` as text, e.g. `google_compute_backend_service.ring[each.key].id`.
+fn text(body: &Body, key: &str) -> String {
+    attribute(body, key)
+        .unwrap_or_else(|| panic!("no attribute {key}"))
+        .to_string()
+}
+
+/// The `dynamic "LABEL"` block of `body`.
+fn dynamic<'a>(body: &'a Body, label: &str) -> &'a Block {
+    body.blocks()
+        .find(|b| {
+            b.identifier() == "dynamic" && b.labels().first().map(|l| l.as_str()) == Some(label)
+        })
+        .unwrap_or_else(|| panic!("no dynamic \"{label}\" block"))
+}
+
+#[test]
+fn terraforms_rings_are_the_binarys_and_the_tenants_variable_accepts_exactly_them() {
+    let root = root_module();
+    let locals = locals(&root);
+    assert_eq!(strings(&locals["rings"]), ring_names(), "local.rings");
+    assert_eq!(
+        locals["default_ring"],
+        Expression::from(Ring::default().as_str()),
+        "the default ring is where new tenants start"
+    );
+
+    let tenants = labelled(&root, "variable", &["tenants"]);
+    let ty = text(tenants.body(), "type");
+    assert!(
+        ty.contains(&format!("ring = optional(string, \"{}\")", Ring::default())),
+        "a tenant without a ring is in the default one: {ty}"
+    );
+    // The validation that names `tenant.ring` lists the rings it accepts.
+    let accepted: Vec<Vec<String>> = blocks(tenants.body(), "validation")
+        .filter_map(|validation| {
+            let condition = attribute(validation.body(), "condition")?;
+            let mut lists = Vec::new();
+            find_contains_of(condition, "tenant.ring", &mut lists);
+            lists.pop()
+        })
+        .collect();
+    assert_eq!(accepted, [ring_names()], "one validation of tenant.ring");
+
+    // ring_revisions has one entry per ring.
+    let revisions = labelled(&root, "variable", &["ring_revisions"]);
+    let ty = text(revisions.body(), "type");
+    for ring in Ring::ALL {
+        assert!(
+            ty.contains(&format!("{ring} = optional(string, \"\")")),
+            "{ty}"
+        );
+    }
+}
+
+/// The first arguments of every `contains([..], ARG)` call in `expr`.
+fn find_contains_of(expr: &Expression, arg: &str, found: &mut Vec<Vec<String>>) {
+    match expr {
+        Expression::FuncCall(call) => {
+            if call.name.to_string() == "contains"
+                && call.args.get(1).map(ToString::to_string).as_deref() == Some(arg)
+            {
+                found.push(strings(&call.args[0]));
+            }
+            call.args
+                .iter()
+                .for_each(|a| find_contains_of(a, arg, found));
+        }
+        Expression::ForExpr(for_expr) => {
+            find_contains_of(&for_expr.collection_expr, arg, found);
+            find_contains_of(&for_expr.value_expr, arg, found);
+        }
+        Expression::Parenthesis(inner) => find_contains_of(inner, arg, found),
+        Expression::Operation(op) => match op.as_ref() {
+            hcl::expr::Operation::Binary(binary) => {
+                find_contains_of(&binary.lhs_expr, arg, found);
+                find_contains_of(&binary.rhs_expr, arg, found);
+            }
+            hcl::expr::Operation::Unary(unary) => find_contains_of(&unary.expr, arg, found),
+        },
+        _ => {}
+    }
+}
+
+#[test]
+fn every_ring_has_a_neg_on_its_tag_and_a_backend_behind_cloud_armor() {
+    let root = root_module();
+    let edge_call = labelled(&root, "module", &["edge"]);
+    assert_eq!(text(edge_call.body(), "rings"), "local.rings");
+    assert_eq!(text(edge_call.body(), "default_ring"), "local.default_ring");
+    assert_eq!(text(edge_call.body(), "ring_hosts"), "local.ring_hosts");
+
+    let edge = module("edge");
+    let neg = labelled(
+        &edge,
+        "resource",
+        &["google_compute_region_network_endpoint_group", "ring"],
+    );
+    assert_eq!(text(neg.body(), "for_each"), "toset(var.rings)");
+    assert_eq!(
+        attribute(neg.body(), "network_endpoint_type"),
+        Some(&Expression::from("SERVERLESS"))
+    );
+    let cloud_run = block(neg.body(), "cloud_run");
+    assert_eq!(text(cloud_run.body(), "service"), "var.service_name");
+    assert_eq!(
+        text(cloud_run.body(), "tag"),
+        "each.key",
+        "each ring's NEG reaches the revision tagged with the ring's name"
+    );
+
+    let backend = labelled(
+        &edge,
+        "resource",
+        &["google_compute_backend_service", "ring"],
+    );
+    assert_eq!(text(backend.body(), "for_each"), "toset(var.rings)");
+    assert_eq!(
+        text(block(backend.body(), "backend").body(), "group"),
+        "google_compute_region_network_endpoint_group.ring[each.key].id",
+        "each ring's backend serves through that ring's NEG"
+    );
+    assert_eq!(
+        text(backend.body(), "security_policy"),
+        "google_compute_security_policy.edge.id",
+        "every ring's backend is behind the same Cloud Armor policy"
+    );
+    assert_eq!(
+        attribute(block(backend.body(), "log_config").body(), "enable"),
+        Some(&Expression::Bool(true))
+    );
+    // No backend or NEG outside the rings: nothing bypasses the routing.
+    for kind in [
+        "google_compute_backend_service",
+        "google_compute_region_network_endpoint_group",
+    ] {
+        let names: Vec<&str> = edge
+            .iter()
+            .flat_map(|body| blocks(body, "resource"))
+            .filter(|b| b.labels()[0].as_str() == kind)
+            .map(|b| b.labels()[1].as_str())
+            .collect();
+        assert_eq!(names, ["ring"], "{kind}");
+    }
+}
+
+#[test]
+fn the_url_map_routes_each_ring_but_the_default_to_its_own_backend() {
+    let edge = module("edge");
+    let url_map = labelled(&edge, "resource", &["google_compute_url_map", "https"]);
+    assert_eq!(
+        text(url_map.body(), "default_service"),
+        "google_compute_backend_service.ring[var.default_ring].id",
+        "hosts no rule names go to the default ring"
+    );
+    let host_rule = dynamic(url_map.body(), "host_rule");
+    let path_matcher = dynamic(url_map.body(), "path_matcher");
+    assert_eq!(text(host_rule.body(), "for_each"), "local.routed_rings");
+    assert_eq!(text(path_matcher.body(), "for_each"), "local.routed_rings");
+    let rule = block(host_rule.body(), "content");
+    assert_eq!(text(rule.body(), "hosts"), "host_rule.value");
+    assert_eq!(text(rule.body(), "path_matcher"), "host_rule.key");
+    let matcher = block(path_matcher.body(), "content");
+    assert_eq!(text(matcher.body(), "name"), "path_matcher.key");
+    assert_eq!(
+        text(matcher.body(), "default_service"),
+        "google_compute_backend_service.ring[path_matcher.key].id",
+        "a ring's hosts reach that ring's backend"
+    );
+    // Which rings get a rule is evaluated with terraform in
+    // a_tenants_ring_decides_which_backend_serves_its_hosts.
+}
+
+#[test]
+fn the_service_carries_one_traffic_tag_per_ring_and_terraform_owns_it() {
+    let root = root_module();
+    let call = labelled(&root, "module", &["service"]);
+    assert_eq!(text(call.body(), "ring_traffic"), "local.ring_traffic");
+
+    let service_module = module("service");
+    let service = labelled(
+        &service_module,
+        "resource",
+        &["google_cloud_run_v2_service", "main"],
+    );
+    let traffic = dynamic(service.body(), "traffic");
+    assert_eq!(text(traffic.body(), "for_each"), "var.ring_traffic");
+    let content = block(traffic.body(), "content");
+    assert_eq!(text(content.body(), "tag"), "traffic.value.tag");
+    assert_eq!(text(content.body(), "percent"), "traffic.value.percent");
+    // The template is the default ring's; Cloud Build sets each ring's own.
+    let (env, _) = service_containers();
+    assert_eq!(
+        env.plain.get("RELEASE_RING"),
+        Some(&Expression::from(Ring::default().as_str()))
+    );
+    let lifecycle = block(service.body(), "lifecycle");
+    let ignored = text(lifecycle.body(), "ignore_changes");
+    assert!(
+        !ignored.contains("traffic"),
+        "Terraform owns the traffic (the rings' tags), so it must not ignore it: {ignored}"
+    );
+    assert!(
+        ignored.contains("template[0].containers[0].image"),
+        "{ignored}"
+    );
+}
+
+#[test]
+fn cloud_build_deploys_a_revision_per_ring_and_leaves_traffic_to_terraform() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudbuild.yaml");
+    let build = std::fs::read_to_string(path).expect("read cloudbuild.yaml");
+    // Only comments may mention the old percentage canary.
+    let steps: String = build
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!steps.contains("_CANARY_PERCENT"));
+    let default = steps
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("_RING:"))
+        .expect("a default _RING")
+        .trim();
+    assert!(
+        Ring::parse(default).is_ok(),
+        "_RING defaults to a ring, not {default}"
+    );
+    assert!(
+        steps.contains(&format!("{}) ;;", ring_names().join("|"))),
+        "the deploy step accepts exactly the rings the binary knows"
+    );
+    assert!(
+        steps.contains("--update-env-vars \"RELEASE_RING=$$ring\""),
+        "the ring's revision is told its ring"
+    );
+    assert!(steps.contains("--no-traffic"));
+    for moves_traffic in ["update-traffic", "--tag ", "--to-tags", "--to-latest"] {
+        assert!(
+            !steps.contains(moves_traffic),
+            "Cloud Build must not move traffic ({moves_traffic}): Terraform's ring_revisions does"
+        );
+    }
+}
+
+#[test]
+fn a_tenants_ring_decides_which_backend_serves_its_hosts() {
+    let Some(terraform) = terraform_on_path() else {
+        eprintln!("no terraform on PATH: ring routing not evaluated");
+        return;
+    };
+    let tfvars = |acme_ring: &str, revisions: &str| {
+        format!(
+            r#"{{"project_id": "p", "region": "europe-west1", "base_domain": "example.com",
+                "tenants": {{
+                  "acme": {{"plan": "pro", "ring": "{acme_ring}", "custom_domains": ["notes.acme.io"]}},
+                  "globex": {{}},
+                  "initech": {{"ring": "early"}}}},
+                "ring_revisions": {revisions}}}"#
+        )
+    };
+    let pinned = r#"{"canary": "tenantry-b-canary", "stable": "tenantry-a-stable"}"#;
+
+    // acme in canary: its subdomain and custom domain are the canary hosts,
+    // with a host rule to the canary backend.
+    let canary = render_with_terraform(&terraform, &tfvars("canary", pinned)).unwrap();
+    let acme_hosts = serde_json::json!(["acme.example.com", "notes.acme.io"]);
+    assert_eq!(canary["ring_hosts"]["value"]["canary"], acme_hosts);
+    assert_eq!(
+        canary["ring_hosts"]["value"]["stable"],
+        serde_json::json!(["globex.example.com"])
+    );
+    assert_eq!(
+        canary["host_rules"]["value"],
+        serde_json::json!({"canary": acme_hosts, "early": ["initech.example.com"]}),
+        "a host rule for each ring but stable, with that ring's hosts"
+    );
+    // The tags: stable gets all untagged traffic, canary its own revision,
+    // early (no revision of its own) follows stable.
+    assert_eq!(
+        canary["ring_traffic"]["value"],
+        serde_json::json!([
+            {"tag": "stable", "revision": "tenantry-a-stable", "percent": 100},
+            {"tag": "early", "revision": "tenantry-a-stable", "percent": 0},
+            {"tag": "canary", "revision": "tenantry-b-canary", "percent": 0}
+        ])
+    );
+
+    // Moved back to stable: the canary ring has no hosts and no host rule.
+    let stable = render_with_terraform(&terraform, &tfvars("stable", pinned)).unwrap();
+    assert_eq!(
+        stable["ring_hosts"]["value"]["canary"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        stable["ring_hosts"]["value"]["stable"],
+        serde_json::json!(["acme.example.com", "globex.example.com", "notes.acme.io"])
+    );
+    assert_eq!(
+        stable["host_rules"]["value"],
+        serde_json::json!({"early": ["initech.example.com"]}),
+        "no empty host rule, none for stable"
+    );
+
+    // Nothing pinned (the first deployment): every tag on the latest revision.
+    let latest = render_with_terraform(&terraform, &tfvars("stable", "{}")).unwrap();
+    for target in latest["ring_traffic"]["value"].as_array().expect("targets") {
+        assert_eq!(target["revision"], "", "{target}");
+    }
+
+    // Terraform refuses a ring the binary does not know, and a canary
+    // revision while stable follows the latest revision.
+    let error = render_with_terraform(&terraform, &tfvars("beta", pinned)).unwrap_err();
+    assert!(error.contains("ring is canary, early or stable"), "{error}");
+    let error = render_with_terraform(
+        &terraform,
+        &tfvars("canary", r#"{"canary": "tenantry-b-canary"}"#),
+    )
+    .unwrap_err();
+    assert!(error.contains("Pin ring_revisions.stable"), "{error}");
 }

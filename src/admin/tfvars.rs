@@ -1,17 +1,22 @@
 //! `tenantry tenants export-tfvars`: Terraform's `tenants` variable, written
-//! from the registry, so that the edge (certificates, Cloud Armor rules) and
-//! `TENANT_LIMITS` follow the tenants that exist.
+//! from the registry, so that the edge (certificates, Cloud Armor rules, which
+//! ring's revision serves which hosts) and `TENANT_LIMITS` follow the tenants
+//! that exist.
 //!
 //! The file is `infra/tenants.auto.tfvars.json` by default:
 //!
 //! ```json
-//! {"tenants": {"acme": {"plan": "pro", "custom_domains": ["notes.acme.com"],
+//! {"tenants": {"acme": {"plan": "pro", "ring": "canary",
+//!                       "custom_domains": ["notes.acme.com"],
 //!                       "limits": {"requests_per_second": 100}}}}
 //! ```
 //!
-//! The registry decides which tenants exist, their plan and their custom
-//! domains (verified ones only: a pending domain does not route, and asking
-//! for a certificate for a name nobody proved to own would be wasted). The
+//! The registry decides which tenants exist, their plan, their release ring
+//! (`tenantry tenants ring`: the load balancer sends the tenant's hosts to
+//! the revision tagged for that ring once the file is applied; see
+//! docs/ROLLOUT.md) and their custom domains (verified ones only: a pending
+//! domain does not route, and asking for a certificate for a name nobody
+//! proved to own would be wasted). The
 //! `limits` are Terraform's: operators edit them in the file, and a new
 //! export keeps each remaining tenant's `limits` (and any other top-level key)
 //! as they were. The file is replaced atomically.
@@ -35,6 +40,8 @@ use crate::error::Result;
 pub struct RegistryTenant {
     pub slug: String,
     pub plan: crate::domain::Plan,
+    /// The release ring whose revision serves the tenant's hosts.
+    pub ring: crate::domain::Ring,
     /// Verified custom domains, sorted.
     pub custom_domains: Vec<String>,
 }
@@ -52,7 +59,7 @@ pub struct TfvarsSummary {
 }
 
 impl Admin {
-    /// Every tenant with its plan and verified custom domains.
+    /// Every tenant with its plan, ring and verified custom domains.
     pub async fn registry_for_terraform(
         &self,
         tenants: &[TenantSummary],
@@ -70,6 +77,7 @@ impl Admin {
             registry.push(RegistryTenant {
                 slug: tenant.slug.clone(),
                 plan: tenant.plan,
+                ring: tenant.ring,
                 custom_domains,
             });
         }
@@ -110,7 +118,12 @@ pub fn merge(
         }
         tenants.insert(
             tenant.slug.clone(),
-            json!({"plan": tenant.plan, "custom_domains": tenant.custom_domains, "limits": limits}),
+            json!({
+                "plan": tenant.plan,
+                "ring": tenant.ring,
+                "custom_domains": tenant.custom_domains,
+                "limits": limits,
+            }),
         );
     }
     let removed = old_tenants
@@ -166,6 +179,7 @@ mod tests {
         RegistryTenant {
             slug: slug.to_owned(),
             plan: crate::domain::Plan::parse(plan).unwrap(),
+            ring: crate::domain::Ring::Stable,
             custom_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
         }
     }
@@ -180,7 +194,10 @@ mod tests {
             "plan_limits": {"free": {"burst": 30}}
         });
         let registry = [
-            tenant("acme", "pro", &["notes.acme.com"]),
+            RegistryTenant {
+                ring: crate::domain::Ring::Canary,
+                ..tenant("acme", "pro", &["notes.acme.com"])
+            },
             tenant("globex", "free", &[]),
         ];
         let (file, added, removed) = merge(&previous, &registry).expect("merges");
@@ -188,8 +205,8 @@ mod tests {
             file,
             json!({
                 "tenants": {
-                    "acme": {"plan": "pro", "custom_domains": ["notes.acme.com"], "limits": {"requests_per_second": 100}},
-                    "globex": {"plan": "free", "custom_domains": [], "limits": {}}
+                    "acme": {"plan": "pro", "ring": "canary", "custom_domains": ["notes.acme.com"], "limits": {"requests_per_second": 100}},
+                    "globex": {"plan": "free", "ring": "stable", "custom_domains": [], "limits": {}}
                 },
                 "plan_limits": {"free": {"burst": 30}}
             })

@@ -32,6 +32,7 @@ mod operations;
 mod plans;
 mod releases;
 mod resilience;
+mod rollout_edge;
 mod routing;
 mod source;
 mod telemetry;

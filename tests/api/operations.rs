@@ -16,15 +16,15 @@ use crate::helpers::{BASE_DOMAIN, TestApp, expect_error, note_contents, spawn_ap
 const BINARY: &str = env!("CARGO_BIN_EXE_tenantry");
 
 /// What a command did.
-struct Outcome {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Outcome {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Outcome {
     /// The JSON the command printed, after checking it succeeded.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         assert!(self.success, "the command failed: {}", self.stderr);
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
@@ -70,7 +70,8 @@ async fn tenantry_on(app: &TestApp, dbname: &str, args: &[&str], stdin: &str) ->
     }
 }
 
-async fn tenantry(app: &TestApp, args: &[&str]) -> Outcome {
+/// `tenantry <args>` against the test's database.
+pub(crate) async fn tenantry(app: &TestApp, args: &[&str]) -> Outcome {
     tenantry_on(app, &app.dbname, args, "").await
 }
 
@@ -482,14 +483,14 @@ fn pg_tool(_app: &TestApp, program: &str, args: &[&str]) {
 
 /// A fresh directory under the target dir, removed when the test passes
 /// (a failed test's files stay, to be looked at).
-fn tempdir(name: &str) -> TempDir {
+pub(crate) fn tempdir(name: &str) -> TempDir {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("ops-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }
 
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(std::path::PathBuf);
 
 impl std::ops::Deref for TempDir {
     type Target = Path;
@@ -561,9 +562,9 @@ async fn terraforms_tenant_file_follows_the_registry_and_keeps_its_limits() {
         file,
         serde_json::json!({
             "tenants": {
-                "acme": {"plan": "pro", "custom_domains": ["notes.acme.io"],
+                "acme": {"plan": "pro", "ring": "stable", "custom_domains": ["notes.acme.io"],
                          "limits": {"requests_per_second": 100, "max_notes": 0}},
-                "globex": {"plan": "free", "custom_domains": [], "limits": {}}
+                "globex": {"plan": "free", "ring": "stable", "custom_domains": [], "limits": {}}
             },
             "plan_limits": {"free": {"burst": 30}}
         })

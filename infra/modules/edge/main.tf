@@ -1,5 +1,5 @@
 # The edge: a global external Application Load Balancer in front of the Cloud
-# Run service (serverless NEG), with Certificate Manager certificates for the
+# Run service (a serverless NEG per release ring), with Certificate Manager certificates for the
 # tenant subdomains (one DNS-authorised wildcard) and for each custom domain,
 # and a Cloud Armor policy holding one throttle rule per tenant.
 #
@@ -18,8 +18,24 @@
 # The tenant's total stays the service's job, where the token bucket is exact.
 # Cloud Armor stops at the first rule a request matches, so hosts no tenant
 # rule covers fall to a per-client-IP ceiling instead.
+#
+# Release rings (docs/ROLLOUT.md): one serverless NEG per ring, bound to the
+# Cloud Run traffic tag of that name, and one backend service per NEG, each
+# with the same Cloud Armor policy and logging. The URL map sends the hosts
+# of each ring other than the default one (canary, early) to that ring's
+# backend, through a host rule and a path matcher; everything else (stable
+# tenants, the apex, the wildcard for tenants not in Terraform yet, unknown
+# hosts) goes to the default ring's backend. A ring with no hosts gets no
+# host rule (the URL map refuses an empty one). The certificates do not
+# depend on rings: moving a tenant changes routing only.
 
 locals {
+  # Host rules: the rings other than the default that have hosts.
+  routed_rings = {
+    for ring, hosts in var.ring_hosts : ring => hosts
+    if ring != var.default_ring && length(hosts) > 0
+  }
+
   tenant_slugs = sort(keys(var.tenant_edge_limits))
   # `[.]` rather than `\.`: no escaping through HCL, CEL and RE2.
   tenant_rules = [
@@ -40,15 +56,37 @@ resource "google_compute_global_address" "lb" {
   name    = "${var.name}-lb"
 }
 
-resource "google_compute_region_network_endpoint_group" "run" {
+# One serverless NEG per ring: requests through it reach the revision the
+# ring's tag points at (the service module's traffic).
+resource "google_compute_region_network_endpoint_group" "ring" {
+  for_each              = toset(var.rings)
   project               = var.project_id
-  name                  = "${var.name}-run"
+  name                  = "${var.name}-${each.key}"
   region                = var.region
   network_endpoint_type = "SERVERLESS"
 
   cloud_run {
     service = var.service_name
+    tag     = each.key
   }
+
+  # A NEG cannot change in place; its successor is in the backend before it
+  # goes.
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# Before rings there was one untagged NEG and one backend; they become the
+# default ring's (replaced once: the NEG now carries the tag).
+moved {
+  from = google_compute_region_network_endpoint_group.run
+  to   = google_compute_region_network_endpoint_group.ring["stable"]
+}
+
+moved {
+  from = google_compute_backend_service.run
+  to   = google_compute_backend_service.ring["stable"]
 }
 
 resource "google_compute_security_policy" "edge" {
@@ -131,20 +169,27 @@ resource "google_compute_security_policy" "edge" {
   }
 }
 
-resource "google_compute_backend_service" "run" {
+# A backend per ring, each behind the same Cloud Armor policy and logged.
+resource "google_compute_backend_service" "ring" {
+  for_each              = toset(var.rings)
   project               = var.project_id
-  name                  = "${var.name}-run"
+  name                  = "${var.name}-${each.key}"
+  description           = "release ring ${each.key}: the Cloud Run revision tagged ${each.key}"
   load_balancing_scheme = "EXTERNAL_MANAGED"
   protocol              = "HTTPS"
   security_policy       = google_compute_security_policy.edge.id
 
   backend {
-    group = google_compute_region_network_endpoint_group.run.id
+    group = google_compute_region_network_endpoint_group.ring[each.key].id
   }
 
   log_config {
     enable      = true
     sample_rate = 1.0
+  }
+
+  lifecycle {
+    create_before_destroy = true
   }
 }
 
@@ -222,10 +267,30 @@ resource "google_compute_ssl_policy" "edge" {
   min_tls_version = "TLS_1_2"
 }
 
+# Host matching is on the Host header's name, case-insensitively; a host
+# no rule names (a trailing dot, an unexpected port) goes to the default
+# ring, whose revision still serves it (and counts the ring mismatch).
 resource "google_compute_url_map" "https" {
   project         = var.project_id
   name            = "${var.name}-https"
-  default_service = google_compute_backend_service.run.id
+  default_service = google_compute_backend_service.ring[var.default_ring].id
+
+  dynamic "host_rule" {
+    for_each = local.routed_rings
+    content {
+      description  = "release ring ${host_rule.key}"
+      hosts        = host_rule.value
+      path_matcher = host_rule.key
+    }
+  }
+
+  dynamic "path_matcher" {
+    for_each = local.routed_rings
+    content {
+      name            = path_matcher.key
+      default_service = google_compute_backend_service.ring[path_matcher.key].id
+    }
+  }
 }
 
 resource "google_compute_target_https_proxy" "edge" {

@@ -21,3 +21,13 @@ output "tenant_rules" {
   description = "Each tenant's Cloud Armor rule: priority, requests per minute and match expression."
   value       = { for rule in local.tenant_rules : rule.slug => { priority = rule.priority, requests_per_minute = rule.count, expression = rule.expression } }
 }
+
+output "ring_backends" {
+  description = "Each release ring's backend service, and the hosts the URL map routes to it (none listed for the default ring, which serves every other host)."
+  value = {
+    for ring in var.rings : ring => {
+      backend_service = google_compute_backend_service.ring[ring].name
+      hosts           = lookup(local.routed_rings, ring, [])
+    }
+  }
+}

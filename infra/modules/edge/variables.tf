@@ -46,3 +46,23 @@ variable "tenant_rule_base_priority" {
   type        = number
   default     = 1000
 }
+
+variable "rings" {
+  description = "Every release ring (root rings.tf): each gets a serverless NEG bound to the Cloud Run traffic tag of its name, and a backend service."
+  type        = list(string)
+}
+
+variable "default_ring" {
+  description = "The ring whose backend serves every host no host rule names: its tenants, the apex, the wildcard (tenants not in Terraform yet) and unknown hosts."
+  type        = string
+
+  validation {
+    condition     = var.default_ring != ""
+    error_message = "default_ring names a ring."
+  }
+}
+
+variable "ring_hosts" {
+  description = "Each ring's hosts (its tenants' SLUG.BASE_DOMAIN and verified custom domains). The hosts of a ring other than the default one are routed to its backend by a host rule; a ring without hosts gets no rule."
+  type        = map(list(string))
+}

@@ -39,6 +39,12 @@ locals {
     # Run: the client is the second-to-last X-Forwarded-For entry.
     TRUSTED_PROXY_HOPS = "2"
     TENANT_LIMITS      = var.tenant_limits_json
+    # The template Terraform keeps is the stable ring's: a revision an apply
+    # makes (a changed setting) is a stable one. Cloud Build deploys each
+    # ring's revision with its own RELEASE_RING (cloudbuild.yaml, _RING); the
+    # apply after a canary or early deploy sets the template back to stable,
+    # which makes a revision that no ring's tag points at.
+    RELEASE_RING       = "stable"
     REQUEST_TIMEOUT_MS = tostring(var.request_timeout_seconds * 1000 - 1000)
     LOG_FORMAT         = "json"
     # The observability contract: OTLP/HTTP to the sidecar.
@@ -277,12 +283,28 @@ resource "google_cloud_run_v2_service" "main" {
     }
   }
 
+  # The release rings' tags (root rings.tf): one target per ring, on the
+  # revision var.ring_traffic names, or on the latest ready revision where
+  # it names none. Terraform owns the traffic; Cloud Build only adds
+  # revisions with no traffic (cloudbuild.yaml), so the two never fight, and
+  # moving or rolling back a ring is one variable and an apply.
+  dynamic "traffic" {
+    for_each = var.ring_traffic
+    content {
+      type     = traffic.value.revision == "" ? "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" : "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+      revision = traffic.value.revision == "" ? null : traffic.value.revision
+      percent  = traffic.value.percent
+      tag      = traffic.value.tag
+    }
+  }
+
   lifecycle {
-    # Cloud Build deploys each commit's image and moves traffic (canary);
-    # Terraform keeps whatever is live.
+    # Cloud Build deploys each commit's image, as a revision of a ring
+    # (with that ring's RELEASE_RING); Terraform keeps whichever image the
+    # template last had, so an apply never rolls code back. Which revision
+    # serves which ring is Terraform's (the traffic above).
     ignore_changes = [
       template[0].containers[0].image,
-      traffic,
       client,
       client_version,
     ]

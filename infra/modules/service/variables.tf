@@ -103,6 +103,20 @@ variable "tenant_limits_json" {
   type        = string
 }
 
+variable "ring_traffic" {
+  description = "The service's traffic targets, one per release ring: its tag (the ring), the revision it points at (\"\" for the latest ready revision) and its share of untagged traffic (100 for stable, 0 for the others). Computed by the root module (rings.tf) from ring_revisions."
+  type = list(object({
+    tag      = string
+    revision = string
+    percent  = number
+  }))
+
+  validation {
+    condition     = sum([for target in var.ring_traffic : target.percent]) == 100
+    error_message = "The ring targets' percentages add up to 100."
+  }
+}
+
 variable "jwt_key_id" {
   description = "The kid of the generated JWT signing key (JWT_KEYS is KID:SECRET)."
   type        = string

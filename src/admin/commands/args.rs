@@ -66,8 +66,9 @@ pub enum TenantsCommand {
         #[arg(long)]
         gzip: bool,
     },
-    /// Write Terraform's `tenants` variable (plan, verified custom domains)
-    /// from the registry, keeping the `limits` already in the file.
+    /// Write Terraform's `tenants` variable (plan, release ring, verified
+    /// custom domains) from the registry, keeping the `limits` already in
+    /// the file.
     ExportTfvars {
         /// The `*.auto.tfvars.json` file to write (replaced atomically).
         #[arg(
