@@ -139,6 +139,7 @@ module "service" {
   ring_traffic             = local.ring_traffic
   jwt_key_id               = var.jwt_key_id
   request_timeout_seconds  = var.request_timeout_seconds
+  api_deprecations         = var.api_deprecations
   trace_sample_ratio       = var.trace_sample_ratio
   deletion_protection      = var.deletion_protection
 }

@@ -107,6 +107,16 @@ variable "trace_sample_ratio" {
   }
 }
 
+variable "api_deprecations" {
+  description = "API_DEPRECATIONS: deprecated API versions, comma-separated VERSION:DEPRECATED_ON:SUNSET_ON (e.g. 2026-11-22:2026-12-07:2027-06-30); their responses carry Deprecation and Sunset headers. Empty: none. Reaches a ring with its next revision (docs/ROLLOUT.md)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{4}-[0-9]{2}-[0-9]{2}(,[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{4}-[0-9]{2}-[0-9]{2})*)?$", var.api_deprecations))
+    error_message = "api_deprecations is empty or comma-separated VERSION:DEPRECATED_ON:SUNSET_ON dates (YYYY-MM-DD)."
+  }
+}
+
 variable "request_timeout_seconds" {
   description = "Cloud Run's request timeout; the service's own REQUEST_TIMEOUT_MS is one second less."
   type        = number

@@ -233,6 +233,7 @@ fn sample(name: &str) -> String {
         "TENANT_LIMITS" => r#"{"tenants": {"acme": {"requests_per_second": 100}}}"#,
         "GOOGLE_CLOUD_PROJECT" => "my-project",
         "OTEL_TRACES_SAMPLER_ARG" => "0.1",
+        "API_DEPRECATIONS" => "2026-11-22:2026-12-07:2027-06-30",
         other => panic!("{other} is set by infra/ but has no sample value in tests/infra.rs"),
     };
     value.to_owned()

@@ -44,7 +44,9 @@ locals {
     # ring's revision with its own RELEASE_RING (cloudbuild.yaml, _RING); the
     # apply after a canary or early deploy sets the template back to stable,
     # which makes a revision that no ring's tag points at.
-    RELEASE_RING       = "stable"
+    RELEASE_RING = "stable"
+    # Empty is the same as unset for the binary: no deprecated version.
+    API_DEPRECATIONS   = var.api_deprecations
     REQUEST_TIMEOUT_MS = tostring(var.request_timeout_seconds * 1000 - 1000)
     LOG_FORMAT         = "json"
     # The observability contract: OTLP/HTTP to the sidecar.

@@ -127,6 +127,11 @@ variable "trace_sample_ratio" {
   type        = number
 }
 
+variable "api_deprecations" {
+  description = "API_DEPRECATIONS: deprecated API versions (VERSION:DEPRECATED_ON:SUNSET_ON, comma-separated); empty for none."
+  type        = string
+}
+
 variable "request_timeout_seconds" {
   description = "Cloud Run's request timeout; REQUEST_TIMEOUT_MS is set a second below it so that the service answers 503 before Cloud Run cuts the request."
   type        = number
