@@ -122,9 +122,10 @@ struct BackfillArgs {
     #[arg(long, conflicts_with_all = ["batch_size", "restart"])]
     status: bool,
     /// Forget the progress of the rings first and scan every tenant again:
-    /// the final pass once every ring runs the new revision (rows written by
-    /// an older one after their tenant was done). To continue an interrupted
-    /// run, run again without it.
+    /// after a backfill's statement changed, or rows were loaded without
+    /// triggers (`pg_restore --disable-triggers`) into finished tenants, or
+    /// to prove nothing was missed. To continue an interrupted run, run
+    /// again without it.
     #[arg(long)]
     restart: bool,
 }

@@ -77,7 +77,10 @@ begin
 end
 $$;
 revoke all on function note_size_bytes() from public;
-create trigger notes_size_bytes_follow_content before insert or update of content on notes
+-- On every update, not `update of content`: a column list would make the
+-- trigger depend on the column and block a later `alter column content
+-- type` (notes are only ever updated with their content anyway).
+create trigger notes_size_bytes_follow_content before insert or update on notes
     for each row execute function note_size_bytes();
 -- NOT VALID: the rows written before are all NULL, and validating would
 -- scan the table under this migration's lock; new rows are checked.

@@ -453,7 +453,8 @@ async fn a_notes_size_follows_its_content_on_every_write_whichever_revision_writ
     app.admin
         .execute("update notes set size_bytes = 99 where id = $1", &[&note])
         .await
-        .expect_err("the check refuses a wrong size");
+        .unwrap();
+    assert_eq!(size_of(&app, note).await, Some(3));
 }
 
 async fn size_of(app: &TestApp, note: uuid::Uuid) -> Option<i32> {
@@ -462,4 +463,67 @@ async fn size_of(app: &TestApp, note: uuid::Uuid) -> Option<i32> {
         .await
         .unwrap()
         .get(0)
+}
+
+#[tokio::test]
+async fn a_tenants_ring_and_version_travel_with_its_export_and_an_older_export_keeps_the_first_version()
+ {
+    use sha2::{Digest, Sha256};
+
+    let app = spawn_app().await;
+    let acme = app.onboard("acme").await;
+    app.create_note(&acme, "kept").await;
+    let ops = app.ops();
+    let change = TenantChange {
+        ring: Some(Ring::Canary),
+        api_version: Some(ApiVersion::V2026_11_22),
+        status: Some(tenantry::domain::TenantStatus::Suspended),
+        ..TenantChange::default()
+    };
+    ops.update_tenant("acme", change, None).await.unwrap();
+    let file = crate::transfer::export(&ops, "acme").await;
+    let mut lines: Vec<Value> = file
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["tenant"]["ring"], "canary");
+    assert_eq!(lines[0]["tenant"]["api_version"], FIRST);
+
+    ops.purge_tenant("acme", 5_000, None).await.unwrap();
+    let summary = crate::transfer::import(&ops, &file, None).await.unwrap();
+    assert_eq!(
+        (summary.tenant.ring, summary.tenant.api_version),
+        (Ring::Canary, ApiVersion::V2026_11_22)
+    );
+
+    // The same file as a release before rings and versions wrote it: no
+    // `ring`, no `api_version`, schema version 7, its checksum recomputed.
+    let header = lines[0].as_object_mut().unwrap();
+    header["schema_version"] = json!(7);
+    let tenant = header["tenant"].as_object_mut().unwrap();
+    tenant.remove("ring");
+    tenant.remove("api_version");
+    let mut older = Vec::new();
+    for line in &lines[..lines.len() - 1] {
+        older.extend(serde_json::to_vec(line).unwrap());
+        older.push(b'\n');
+    }
+    let digest: String = Sha256::digest(&older)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let mut end = lines.last().unwrap().clone();
+    end["end"]["sha256"] = json!(digest);
+    older.extend(serde_json::to_vec(&end).unwrap());
+    older.push(b'\n');
+
+    ops.purge_tenant("acme", 5_000, None).await.unwrap();
+    let summary = crate::transfer::import(&ops, &older, None).await.unwrap();
+    assert_eq!(
+        (summary.tenant.ring, summary.tenant.api_version),
+        (Ring::Stable, ApiVersion::V2026_11_22),
+        "served the first version before it was exported, and still"
+    );
+    assert_eq!(summary.rows["notes"], 1);
 }

@@ -40,7 +40,7 @@ async fn populated(app: &TestApp, slug: &str) -> TestTenant {
     tenant
 }
 
-async fn export(ops: &Admin, slug: &str) -> Vec<u8> {
+pub async fn export(ops: &Admin, slug: &str) -> Vec<u8> {
     let mut file = Vec::new();
     ops.export_tenant(slug, &mut file, &ProgressBar::hidden(), None)
         .await
@@ -48,7 +48,7 @@ async fn export(ops: &Admin, slug: &str) -> Vec<u8> {
     file
 }
 
-async fn import(
+pub async fn import(
     ops: &Admin,
     file: &[u8],
     as_slug: Option<&str>,

@@ -164,8 +164,9 @@ impl Admin {
     /// Runs `backfill` over the tenants of `rings`, in that order, `batch_size`
     /// rows per transaction, calling `progress` after every batch; then
     /// reports where it stands. With `restart`, the rings' progress is
-    /// forgotten first, so that every tenant is scanned again (for the rows an
-    /// older revision wrote after its tenant was done).
+    /// forgotten first, so that every tenant is scanned again (for rows
+    /// loaded without triggers into tenants already done, or a changed
+    /// backfill).
     pub async fn run_backfill(
         &self,
         backfill: &Backfill,
