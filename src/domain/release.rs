@@ -229,6 +229,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_values_are_the_ones_sent() {
+        use utoipa::PartialSchema;
+        let documented = serde_json::to_value(ApiVersion::schema()).unwrap();
+        let sent = serde_json::to_value(ApiVersion::ALL).unwrap();
+        assert_eq!(documented["enum"], sent, "{documented}");
+        let documented = serde_json::to_value(Ring::schema()).unwrap();
+        assert_eq!(documented["enum"], serde_json::to_value(Ring::ALL).unwrap());
+    }
+
+    #[test]
     fn a_version_from_a_newer_binary_is_served_as_the_newest_known() {
         assert_eq!(ApiVersion::from_db("2031-01-01"), ApiVersion::NEWEST);
         assert_eq!(ApiVersion::from_db("2026-11-22"), ApiVersion::V2026_11_22);
