@@ -10,6 +10,14 @@ use serde_json::json;
 use crate::helpers::{TestApp, TestTenant, connect, expect_error, spawn_app, spawn_app_with};
 
 async fn expect_unavailable(response: Response, code: &str) {
+    // The status first, so that a request that was served says so rather
+    // than failing on a missing header.
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.url()
+    );
     // Whichever layer gave up (the deadline, the pool, the database), the
     // answer is never cached.
     assert_eq!(
@@ -31,6 +39,37 @@ async fn expect_unavailable(response: Response, code: &str) {
         expect_error(response, StatusCode::SERVICE_UNAVAILABLE).await,
         code
     );
+}
+
+/// Refuses new connections to `db` and ends every backend on it. A backend
+/// that was starting up when the database was closed has passed the check
+/// and does not show in `pg_stat_activity` yet, so the termination repeats
+/// until no backend is left (the service's pool opens connections all the
+/// time while writers run).
+async fn take_offline(control: &tokio_postgres::Client, db: &str) {
+    control
+        .batch_execute(&format!("alter database \"{db}\" allow_connections false"))
+        .await
+        .unwrap();
+    let gone_by = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: i64 = control
+            .query_one(
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if alive == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < gone_by,
+            "{alive} backends on {db} outlive termination"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// How long a request may take to be refused when the database is away: the
@@ -160,13 +199,7 @@ async fn a_database_outage_is_503_and_the_service_recovers_without_a_restart() {
     app.create_note(&acme, "survives the outage").await;
     let control = connect(&app.cluster.superuser_on("postgres")).await;
     let db = &app.dbname;
-    control
-        .batch_execute(&format!(
-            "alter database \"{db}\" allow_connections false;
-             select pg_terminate_backend(pid) from pg_stat_activity where datname = '{db}';"
-        ))
-        .await
-        .unwrap();
+    take_offline(&control, db).await;
 
     let read = app
         .call(Method::GET, &acme.host, "/api/notes", &acme.token, None)
@@ -375,13 +408,7 @@ async fn all_backends_killed_under_load_fail_fast_recover_alone_and_lose_no_ackn
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let control = connect(&app.cluster.superuser_on("postgres")).await;
     let db = &app.dbname;
-    control
-        .batch_execute(&format!(
-            "alter database \"{db}\" allow_connections false;
-             select pg_terminate_backend(pid) from pg_stat_activity where datname = '{db}';"
-        ))
-        .await
-        .unwrap();
+    take_offline(&control, db).await;
     expect_unavailable(
         app.get(&acme.host, "/readyz").send().await.unwrap(),
         "unavailable",
