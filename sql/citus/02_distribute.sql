@@ -49,8 +49,15 @@ create or replace function pg_temp.tenant_table(p_table regclass, p_colocate_wit
 language sql as $$
     insert into pg_temp.placement (tbl, kind, colocate_with) values (p_table::text, 'tenant', p_colocate_with)
 $$;
-create or replace function pg_temp.local_table(p_table regclass) returns void
-language sql as $$ insert into pg_temp.placement (tbl, kind) values (p_table::text, 'local') $$;
+-- A local table asks nothing of Citus, and a schema older than the
+-- migration that adds one (backfill_progress, V8: a cluster distributed
+-- before it) does not have it yet: a name that is not there is left out.
+create or replace function pg_temp.local_table(p_table text) returns void
+language sql as $$
+    insert into pg_temp.placement (tbl, kind)
+    select pg_catalog.to_regclass(p_table)::text, 'local'
+    where pg_catalog.to_regclass(p_table) is not null
+$$;
 
 -- Whether a table already is of its kind. Citus turns a local table that
 -- references a reference table into a Citus local table (partmethod 'n',
