@@ -91,14 +91,20 @@ async fn wait_for_run(child: Child) -> Run {
 }
 
 /// Sets `size_bytes` back to NULL on the notes `condition` selects (`$1` is
-/// `id`), with triggers off: rows as they were before V8, or as a
-/// data-only `pg_restore --disable-triggers` loads them. (With triggers on,
-/// V8's trigger fills the column on every write, whoever writes.)
+/// `id`), with V8's trigger off: rows as they were before V8, or as a
+/// data-only `pg_restore --disable-triggers` loads them. (With it on, the
+/// trigger fills the column on every write, whoever writes.) The trigger is
+/// disabled by DDL inside the transaction, which Citus sends to every shard
+/// (a `session_replication_role` would stay on the coordinator).
 async fn forget_sizes(app: &TestApp, condition: &str, id: Uuid) {
-    app.admin
-        .batch_execute("begin; set local session_replication_role = replica")
-        .await
-        .unwrap();
+    // One statement per query: Citus cannot propagate DDL sent among others.
+    for statement in [
+        "begin",
+        "set local citus.enable_unsafe_triggers = on",
+        "alter table notes disable trigger notes_size_bytes_follow_content",
+    ] {
+        app.admin.batch_execute(statement).await.unwrap();
+    }
     app.admin
         .execute(
             &format!("update notes set size_bytes = null where {condition}"),
@@ -106,7 +112,12 @@ async fn forget_sizes(app: &TestApp, condition: &str, id: Uuid) {
         )
         .await
         .unwrap();
-    app.admin.batch_execute("commit").await.unwrap();
+    for statement in [
+        "alter table notes enable trigger notes_size_bytes_follow_content",
+        "commit",
+    ] {
+        app.admin.batch_execute(statement).await.unwrap();
+    }
 }
 
 /// A tenant in `ring` with one note per content, whose `size_bytes` are

@@ -27,6 +27,8 @@ mod helpers;
 mod admin_api;
 #[path = "../api/analytics.rs"]
 mod analytics;
+#[path = "../api/backfill.rs"]
+mod backfill;
 mod cluster;
 #[path = "../api/database.rs"]
 mod database;
@@ -44,6 +46,8 @@ mod offboarding;
 mod onboarding;
 #[path = "../api/openapi.rs"]
 mod openapi;
+#[path = "../api/releases.rs"]
+mod releases;
 mod routing;
 mod shards;
 #[path = "../api/tenancy.rs"]

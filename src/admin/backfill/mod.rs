@@ -269,13 +269,22 @@ impl Admin {
 
     /// Deletes the progress rows of `ring`'s tenants (and of tenants no
     /// longer in the registry): the next batches start them from scratch.
+    /// Two statements, not a `delete .. where not exists (select .. from
+    /// tenants)`: on Citus `tenants` is a reference table and
+    /// `backfill_progress` a coordinator-local one, and Citus refuses a
+    /// modification of a local table that reads a reference table.
     async fn forget_progress(&self, backfill: &Backfill, ring: Ring) -> Result<()> {
+        let others: Vec<Uuid> = self
+            .db
+            .query("select id from tenants where ring <> $1", &[&ring.as_str()])
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
         self.db
             .query(
-                "delete from backfill_progress p
-                 where p.backfill = $1
-                   and not exists (select from tenants t where t.id = p.tenant and t.ring <> $2)",
-                &[&backfill.name, &ring.as_str()],
+                "delete from backfill_progress where backfill = $1 and tenant <> all($2)",
+                &[&backfill.name, &others],
             )
             .await?;
         Ok(())
