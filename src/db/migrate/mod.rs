@@ -98,11 +98,12 @@ pub const MIGRATIONS: &[Migration] = &[
 const ROLES_SQL: &str = include_str!("../../../sql/roles.sql");
 const GRANTS_SQL: &str = include_str!("../../../sql/grants.sql");
 
-/// On a Citus coordinator, a migration's transaction uses one connection
-/// per node: Citus refuses a transaction that changes a distributed table
-/// in parallel and then anything with a foreign key to a reference table
-/// (a new tenant table's key to `tenants`, say). Shard DDL then runs one
-/// shard after another on each node. Nothing on plain PostgreSQL.
+/// On a Citus coordinator, a migration's transaction (and the grants') uses
+/// one connection per node: Citus refuses a transaction that changes a
+/// distributed table in parallel and then anything with a foreign key to a
+/// reference table (a new tenant table's key to `tenants`, say). Shard DDL
+/// then runs one shard after another on each node. Nothing on plain
+/// PostgreSQL.
 const CITUS_SEQUENTIAL_SQL: &str = "do $$ begin
     if exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
         set local citus.multi_shard_modify_mode to 'sequential';
@@ -321,6 +322,13 @@ async fn apply(transaction: &Transaction<'_>, migration: &Migration) -> anyhow::
 }
 
 async fn apply_grants(transaction: &Transaction<'_>) -> anyhow::Result<()> {
+    // The grants touch distributed and reference tables in one transaction
+    // too; in parallel mode Citus refuses whichever comes second (the order
+    // of the catalog scan decides, so it failed only now and then).
+    transaction
+        .batch_execute(CITUS_SEQUENTIAL_SQL)
+        .await
+        .context("could not prepare the grants' transaction")?;
     execute_script(transaction, GRANTS_SQL)
         .await
         .map_err(|(_, error)| error)
