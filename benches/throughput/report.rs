@@ -15,8 +15,9 @@ use super::{
     server::Cpu,
 };
 
-/// Targets (docs: performance-notes §7.4).
-const R1_TARGET: f64 = 0.75;
+/// Targets (docs: performance-notes §7.4; R1's stretch of 0.75 there is
+/// 0.8 in the product's performance issue, and the docs state 0.8).
+const R1_TARGET: f64 = 0.8;
 const R2_TARGET: f64 = 0.95;
 const R2_P99_TARGET: f64 = 1.1;
 const R3_TARGET: f64 = 0.5;
