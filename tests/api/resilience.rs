@@ -44,14 +44,15 @@ async fn expect_unavailable(response: Response, code: &str) {
 /// Refuses new connections to `db` and ends every backend on it. A backend
 /// that was starting up when the database was closed has passed the check
 /// and does not show in `pg_stat_activity` yet, so the termination repeats
-/// until no backend is left (the service's pool opens connections all the
-/// time while writers run).
+/// until two rounds 50 ms apart find no backend left (the service's pool
+/// opens connections all the time while writers run).
 async fn take_offline(control: &tokio_postgres::Client, db: &str) {
     control
         .batch_execute(&format!("alter database \"{db}\" allow_connections false"))
         .await
         .unwrap();
     let gone_by = std::time::Instant::now() + Duration::from_secs(10);
+    let mut quiet_rounds = 0;
     loop {
         let alive: i64 = control
             .query_one(
@@ -61,7 +62,8 @@ async fn take_offline(control: &tokio_postgres::Client, db: &str) {
             .await
             .unwrap()
             .get(0);
-        if alive == 0 {
+        quiet_rounds = if alive == 0 { quiet_rounds + 1 } else { 0 };
+        if quiet_rounds == 2 {
             return;
         }
         assert!(
