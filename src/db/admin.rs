@@ -9,7 +9,7 @@
 //! suspended tenants), and that the registry tables, which have no RLS, are
 //! readable and writable ([`AdminDb::query`]).
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{Row, types::ToSql};
 
 use super::{
@@ -18,6 +18,10 @@ use super::{
     settle,
 };
 use crate::{config::DatabaseSettings, domain::TenantId, error::Result};
+
+/// The first key of the operators' advisory locks ([`AdminDb::exclusively`]);
+/// the second is the hash of the lock's name. Arbitrary but fixed ("tena").
+const ADVISORY_LOCK_NAMESPACE: i32 = 0x7465_6e61;
 
 /// A pool of admin-role connections.
 #[derive(Clone)]
@@ -48,6 +52,40 @@ impl AdminDb {
         }
         .await;
         settle(client, outcome)
+    }
+
+    /// Runs `work` while this process holds the session-level advisory lock
+    /// named `name`, taken on a connection of its own; `None`, at once and
+    /// without running `work`, when another session holds it. The connection
+    /// is closed afterwards rather than returned to the pool, so the lock
+    /// goes with it whatever happened (a pooled connection must never keep
+    /// a session lock), and a killed process loses it with its connection.
+    pub async fn exclusively<T>(
+        &self,
+        name: &str,
+        work: impl AsyncFnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        let client = self.pool().get().await?;
+        let locked = async {
+            client
+                .query_one(
+                    "select pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
+                    &[&ADVISORY_LOCK_NAMESPACE, &name],
+                )
+                .await?
+                .try_get::<_, bool>(0)
+        }
+        .await;
+        match locked {
+            Ok(true) => {
+                let outcome = work().await;
+                drop(Object::take(client));
+                outcome.map(Some)
+            }
+            // Nothing taken: the connection may go back to the pool.
+            Ok(false) => Ok(None),
+            Err(error) => settle(client, Err(error.into())),
+        }
     }
 
     /// Runs `work` in one transaction bound to `tenant`, as an operator:

@@ -328,6 +328,18 @@ async fn a_killed_backfill_resumes_where_it_stopped_and_redoes_no_finished_tenan
         admin_sessions_waiting(&app).await >= 1
     })
     .await;
+    // A second run while the first is in progress is refused and does nothing.
+    let second_run = backfill(&app, &["note-size", "--batch-size", "2"]).await;
+    assert_eq!(second_run.code, Some(1), "{}", second_run.stderr);
+    assert!(
+        second_run
+            .stderr
+            .contains("another run of this backfill is in progress"),
+        "{}",
+        second_run.stderr
+    );
+    assert_eq!(notes_state(&app, third.id).await, (0, ALL));
+    assert_eq!(progress_of(&app, third.id).await, None);
     child.kill().await.expect("SIGKILL the backfill");
     let killed = child.wait().await.unwrap();
     assert!(!killed.success(), "killed, not finished: {killed:?}");

@@ -181,6 +181,29 @@ impl Admin {
                 "batch size must be at least 1",
             ));
         }
+        // Two runs of one backfill would do the same batches twice over (row
+        // locks keep the result right, not the work or the progress lines).
+        let lock = format!("tenantry migrate backfill {}", backfill.name);
+        self.db
+            .exclusively(&lock, async || {
+                self.run_backfill_rings(backfill, rings, batch_size, restart, &mut progress)
+                    .await
+            })
+            .await?
+            .ok_or(ApiError::Conflict(
+                "another run of this backfill is in progress; wait for it, or stop it first",
+            ))
+    }
+
+    /// [`Self::run_backfill`]'s work, under its lock.
+    async fn run_backfill_rings(
+        &self,
+        backfill: &Backfill,
+        rings: &[Ring],
+        batch_size: i64,
+        restart: bool,
+        progress: &mut impl FnMut(&TenantProgress),
+    ) -> Result<(BackfillReport, RunSummary)> {
         let mut summary = RunSummary::default();
         for ring in rings {
             if restart {
@@ -188,15 +211,8 @@ impl Admin {
             }
             for tenant in self.pending_tenants(backfill, *ring).await? {
                 summary.tenants += 1;
-                self.backfill_tenant(
-                    backfill,
-                    *ring,
-                    tenant,
-                    batch_size,
-                    &mut summary,
-                    &mut progress,
-                )
-                .await?;
+                self.backfill_tenant(backfill, *ring, tenant, batch_size, &mut summary, progress)
+                    .await?;
             }
         }
         Ok((self.backfill_status(backfill, rings).await?, summary))
