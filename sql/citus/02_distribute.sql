@@ -156,9 +156,12 @@ set local citus.multi_shard_modify_mode to 'sequential';
 select pg_temp.place_tables();
 commit;
 
--- The pool plans every statement with its parameters
--- (plan_cache_mode=force_custom_plan, src/db/mod.rs), which is also what
--- lets Citus prune to the tenant's shard at planning time; nothing to set.
+-- Nothing to set for routing: every request-path statement names its
+-- tenant (`where tenant_id = $1`), and Citus sends it to the tenant's shard
+-- whether PostgreSQL plans it with its parameters (at planning time) or
+-- generically (pruned when it runs: deferred pruning). The pool leaves
+-- plan_cache_mode at its default, so both happen (src/db/mod.rs); the
+-- cluster target's routing test checks the generic plans.
 
 -- Check what Citus did, on every shard of every tenant table: RLS enabled
 -- and forced with the tenant policy, and the same counting triggers as the

@@ -245,10 +245,16 @@ async fn every_tenant_request_runs_on_its_tenants_worker_alone_and_commits_once(
     let cluster = cluster().await;
     let dbname = cluster.migrated_database().await;
     let admin = connect(&cluster.superuser_on(&dbname)).await;
+    // Generic plans only: the service leaves plan_cache_mode at its
+    // default, which plans a statement's first five runs on a connection
+    // with their parameters and then settles on the generic plan, pruned
+    // to a shard only when it runs (Citus's deferred pruning): the state
+    // every connection reaches, and the one that must still route.
     admin
         .batch_execute(&format!(
             "alter role tenantry_app in database \"{dbname}\" set citus.log_remote_commands = on;
-             alter role tenantry_app in database \"{dbname}\" set client_min_messages = 'log'"
+             alter role tenantry_app in database \"{dbname}\" set client_min_messages = 'log';
+             alter role tenantry_app in database \"{dbname}\" set plan_cache_mode = force_generic_plan"
         ))
         .await
         .unwrap();

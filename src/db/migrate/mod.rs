@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rings_and_versions",
         sql: include_str!("../../../sql/migrations/V8__rings_and_versions.sql"),
     },
+    Migration {
+        version: 9,
+        name: "cached_plans",
+        sql: include_str!("../../../sql/migrations/V9__cached_plans.sql"),
+    },
 ];
 
 const ROLES_SQL: &str = include_str!("../../../sql/roles.sql");
