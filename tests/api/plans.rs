@@ -361,26 +361,48 @@ async fn a_note_is_read_by_its_primary_key_even_in_the_largest_tenant() {
     client.batch_execute("rollback").await.unwrap();
 }
 
-/// The JSON plan of `sql` (its `$n` replaced by `arguments`, in order) as
-/// the runtime role, in a transaction bound by `binding`; rolled back.
-async fn plan_bound_by(runtime: &Client, binding: &str, sql: &str, arguments: &[String]) -> String {
-    let mut text = sql.to_owned();
-    // From the highest number down, so that `$1` does not eat `$10`.
-    for (index, argument) in arguments.iter().enumerate().rev() {
-        text = text.replace(&format!("${}", index + 1), argument);
-    }
+/// The JSON plan of `sql`, run with the first of `arguments` (SQL
+/// literals, in order; as many as `sql` has parameters) as a prepared
+/// statement planned the way `mode` (a `plan_cache_mode`)
+/// says, as the runtime role in a transaction bound by `binding`; rolled
+/// back.
+async fn plan_bound_by(
+    runtime: &Client,
+    binding: &str,
+    mode: &str,
+    sql: &str,
+    arguments: &[String],
+) -> String {
+    let parameters = (1..=arguments.len())
+        .filter(|n| sql.contains(&format!("${n}")))
+        .count();
     runtime
-        .batch_execute(&format!("begin; {binding}"))
+        .batch_execute(&format!(
+            "begin; {binding}; set local plan_cache_mode = {mode}; prepare bound as {sql}"
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let plan: Value = runtime
+        .query_one(
+            &format!(
+                "explain (format json) execute bound({})",
+                arguments[..parameters].join(", ")
+            ),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .get(0);
+    runtime
+        .batch_execute("deallocate bound; rollback")
         .await
         .unwrap();
-    let plan: Value = runtime
-        .query_one(&format!("explain (format json) {text}"), &[])
-        .await
-        .unwrap_or_else(|error| panic!("{text}: {error}"))
-        .get(0);
-    runtime.batch_execute("rollback").await.unwrap();
     plan.to_string()
 }
+
+/// Planned with the request's own values, and generically (the plan a
+/// connection settles on after a statement's fifth run).
+const PLANNINGS: [&str; 2] = ["force_custom_plan", "force_generic_plan"];
 
 #[tokio::test]
 async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_primary_key() {
@@ -413,19 +435,22 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
     let page = [format!("'{tenant}'"), format!("'{user}'"), "21".to_owned()];
     // The trap, shown to exist: bound by hand, without statistics, the
     // planner reads the user's notes with a bitmap scan and sorts them all.
-    let plan = plan_bound_by(&runtime, &by_hand, newest, &page).await;
+    let plan = plan_bound_by(&runtime, &by_hand, PLANNINGS[0], newest, &page).await;
     assert!(
         plan.contains("Bitmap Heap Scan") && plan.contains("\"Sort\""),
         "{plan}"
     );
-    // Bound as every request is, it walks the index in order and stops at the limit.
-    let plan = plan_bound_by(&runtime, &by_request, newest, &page).await;
-    assert!(
-        plan.contains("notes_owner_newest_idx")
-            && !plan.contains("Bitmap")
-            && !plan.contains("\"Sort\""),
-        "{plan}"
-    );
+    // Bound as every request is, it walks the index in order and stops at
+    // the limit, planned either way.
+    for mode in PLANNINGS {
+        let plan = plan_bound_by(&runtime, &by_request, mode, newest, &page).await;
+        assert!(
+            plan.contains("notes_owner_newest_idx")
+                && !plan.contains("Bitmap")
+                && !plan.contains("\"Sort\""),
+            "{mode}: {plan}"
+        );
+    }
     // A note by id, read, changed or deleted: through the primary key, not
     // by walking the user's range of the owner index.
     let one_note = [
@@ -439,10 +464,12 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
             .iter()
             .find(|sql| sql.starts_with(verb) && sql.contains("notes") && sql.contains("id = $3"))
             .unwrap_or_else(|| panic!("no {verb} of one note"));
-        let plan = plan_bound_by(&runtime, &by_request, sql, &one_note).await;
-        assert!(
-            plan.contains("\"Index Name\":\"notes_pkey\""),
-            "{sql}\n{plan}"
-        );
+        for mode in PLANNINGS {
+            let plan = plan_bound_by(&runtime, &by_request, mode, sql, &one_note).await;
+            assert!(
+                plan.contains("\"Index Name\":\"notes_pkey\""),
+                "{mode}: {sql}\n{plan}"
+            );
+        }
     }
 }
