@@ -460,3 +460,53 @@ async fn database_citus_detects_plain_postgresql_and_refuses_on_without_the_exte
     let app = Application::build(&settings).await.expect("starts");
     assert!(app.port() > 0);
 }
+
+/// The body of `public.{function}` as the catalog holds it.
+async fn function_source(client: &Client, function: &str) -> String {
+    client
+        .query_one(
+            "select pg_get_functiondef(to_regprocedure($1))",
+            &[&format!("public.{function}")],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_later_migration_leaves_the_citus_counting_variant_in_place() {
+    // V9 replaces count_tenant_rows with a cheaper body. On a coordinator
+    // the function is 01_functions.sql's variant, and the revision still
+    // serving while the migration runs needs it (the plain body cannot
+    // count on a shard): the migration must leave it, and only it, alone.
+    let cluster = cluster().await;
+    for with_variant in [true, false] {
+        let dbname = cluster.empty_database().await;
+        let mut owner = connect(&cluster.config_for("tenantry_owner", &dbname)).await;
+        let passwords = tenantry::config::RolePasswords::default();
+        tenantry::db::migrate::run_up_to(&mut owner, &passwords, 8)
+            .await
+            .unwrap();
+        let superuser = connect(&cluster.superuser_on(&dbname)).await;
+        if with_variant {
+            superuser
+                .batch_execute(&repo_file("sql/citus/01_functions.sql"))
+                .await
+                .unwrap();
+        }
+        let before = function_source(&superuser, "count_tenant_rows()").await;
+        tenantry::db::migrate::run(&mut owner, &passwords)
+            .await
+            .unwrap();
+        let after = function_source(&superuser, "count_tenant_rows()").await;
+        if with_variant {
+            assert_eq!(after, before, "the Citus variant is kept");
+        } else {
+            assert_ne!(after, before, "V9 replaces the plain body");
+            assert!(after.contains("returning u.used into counted"), "{after}");
+        }
+        // tenant_state is no Citus variant: replaced either way.
+        let state = function_source(&superuser, "tenant_state(uuid)").await;
+        assert!(state.contains("LANGUAGE plpgsql"), "{state}");
+    }
+}
