@@ -68,10 +68,8 @@ begin
 end
 $$;
 
--- count_tenant_rows: V6's and V9's rules (a counter never below zero, the
--- quota checked on the count after the insert, one counter statement per
--- tenant of the statement's rows), made shard-aware. V9, which replaced
--- the plain body, leaves this variant in place on a cluster.
+-- count_tenant_rows: as V6 (a counter row proposed never negative, the
+-- delta applied by the update), made shard-aware.
 --
 -- On Citus the statement-level triggers fire on the shard (TG_TABLE_NAME is
 -- e.g. notes_102008), so the resource comes from the trigger's argument,

@@ -95,8 +95,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
-        name: "request_costs",
-        sql: include_str!("../../../sql/migrations/V9__request_costs.sql"),
+        name: "cached_plans",
+        sql: include_str!("../../../sql/migrations/V9__cached_plans.sql"),
     },
 ];
 
