@@ -28,7 +28,7 @@
 //! `BENCH_CEILING` (default `1000-uniform`; `all` or `none`).
 //!
 //! The proxy also records the session settings the service's connections
-//! start with (the `options` startup parameter, e.g. `plan_cache_mode`);
+//! start with (the `options` startup parameter, e.g. `statement_timeout`);
 //! pgbench gets the same through `PGOPTIONS`. After each dataset, both forms
 //! of each workload's main statement (the service's plain `$n` parameters,
 //! pgbench's `md5(...)` expressions) are prepared with those settings,

@@ -7,8 +7,8 @@
 //! when its estimate is no worse than the custom plans') can pick another
 //! index for one form than for the other. This check prepares both forms of
 //! each workload's main statement as the runtime role, with the session
-//! settings the service's connections start with (recorded by the proxy:
-//! `plan_cache_mode` among them), in a transaction bound as the service binds
+//! settings the service's connections start with (recorded by the proxy;
+//! a `plan_cache_mode` among them would apply), in a transaction bound as the service binds
 //! it, for the calibration request (tenant 1: under Zipf, the largest
 //! tenant); executes each six times (each undone with a savepoint), so that
 //! the plan cache has settled as it does in the service, then reports
