@@ -321,8 +321,9 @@ async fn migrate_prepares_an_empty_database_that_serve_then_accepts() {
     ];
     let (success, stdout, stderr) = finish(tenantry(&["migrate"], &migrate_env));
     assert!(success, "{stdout}{stderr}");
+    let every_version: Vec<i32> = (1..=tenantry::db::migrate::latest_version()).collect();
     assert!(
-        stdout.contains(r#""applied":"[1, 2, 3, 4, 5, 6, 7, 8]""#),
+        stdout.contains(&format!(r#""applied":"{every_version:?}""#)),
         "{stdout}"
     );
     let (success, stdout, _) = finish(tenantry(&["migrate"], &migrate_env));
