@@ -139,30 +139,9 @@ async fn fill_without_statistics(app: &TestApp) {
 /// The plan of `sql` as the runtime role with a tenant set, as the generic
 /// plan that prepared statements settle on (parameters unknown).
 async fn generic_plan(runtime: &Client, tenant: &str, sql: &str) -> Value {
-    let parameters = (1..=20).filter(|n| sql.contains(&format!("${n}"))).count();
-    let nulls = vec!["null"; parameters].join(", ");
-    let execute = if parameters == 0 {
-        "execute gated".to_owned()
-    } else {
-        format!("execute gated({nulls})")
-    };
-    runtime
-        .batch_execute(&format!(
-            "begin; select set_config('app.tenant_id', '{tenant}', true);
-             set local plan_cache_mode = force_generic_plan;
-             prepare gated as {sql}"
-        ))
-        .await
-        .unwrap_or_else(|error| panic!("prepare {sql}: {error}"));
-    let row = runtime
-        .query_one(&format!("explain (format json) {execute}"), &[])
-        .await
-        .unwrap_or_else(|error| panic!("explain {sql}: {error}"));
-    runtime
-        .batch_execute("deallocate gated; rollback")
-        .await
-        .unwrap();
-    row.get(0)
+    let binding = format!("select set_config('app.tenant_id', '{tenant}', true)");
+    let unknown = vec!["null".to_owned(); 20];
+    plan_bound_by(runtime, &binding, "force_generic_plan", sql, &unknown).await
 }
 
 /// What is wrong with `plan` (a JSON plan node, recursively): sequential
@@ -363,41 +342,38 @@ async fn a_note_is_read_by_its_primary_key_even_in_the_largest_tenant() {
 
 /// The JSON plan of `sql`, run with the first of `arguments` (SQL
 /// literals, in order; as many as `sql` has parameters) as a prepared
-/// statement planned the way `mode` (a `plan_cache_mode`)
-/// says, as the runtime role in a transaction bound by `binding`; rolled
-/// back.
+/// statement planned the way `mode` (a `plan_cache_mode`) says, as the
+/// runtime role in a transaction bound by `binding`; rolled back.
 async fn plan_bound_by(
     runtime: &Client,
     binding: &str,
     mode: &str,
     sql: &str,
     arguments: &[String],
-) -> String {
+) -> Value {
     let parameters = (1..=arguments.len())
         .filter(|n| sql.contains(&format!("${n}")))
         .count();
+    let execute = match parameters {
+        0 => "execute bound".to_owned(),
+        n => format!("execute bound({})", arguments[..n].join(", ")),
+    };
     runtime
         .batch_execute(&format!(
             "begin; {binding}; set local plan_cache_mode = {mode}; prepare bound as {sql}"
         ))
         .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        .unwrap_or_else(|error| panic!("prepare {sql}: {error}"));
     let plan: Value = runtime
-        .query_one(
-            &format!(
-                "explain (format json) execute bound({})",
-                arguments[..parameters].join(", ")
-            ),
-            &[],
-        )
+        .query_one(&format!("explain (format json) {execute}"), &[])
         .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .unwrap_or_else(|error| panic!("explain {sql}: {error}"))
         .get(0);
     runtime
         .batch_execute("deallocate bound; rollback")
         .await
         .unwrap();
-    plan.to_string()
+    plan
 }
 
 /// Planned with the request's own values, and generically (the plan a
@@ -435,7 +411,9 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
     let page = [format!("'{tenant}'"), format!("'{user}'"), "21".to_owned()];
     // The trap, shown to exist: bound by hand, without statistics, the
     // planner reads the user's notes with a bitmap scan and sorts them all.
-    let plan = plan_bound_by(&runtime, &by_hand, PLANNINGS[0], newest, &page).await;
+    let plan = plan_bound_by(&runtime, &by_hand, PLANNINGS[0], newest, &page)
+        .await
+        .to_string();
     assert!(
         plan.contains("Bitmap Heap Scan") && plan.contains("\"Sort\""),
         "{plan}"
@@ -443,7 +421,9 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
     // Bound as every request is, it walks the index in order and stops at
     // the limit, planned either way.
     for mode in PLANNINGS {
-        let plan = plan_bound_by(&runtime, &by_request, mode, newest, &page).await;
+        let plan = plan_bound_by(&runtime, &by_request, mode, newest, &page)
+            .await
+            .to_string();
         assert!(
             plan.contains("notes_owner_newest_idx")
                 && !plan.contains("Bitmap")
@@ -465,7 +445,9 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
             .find(|sql| sql.starts_with(verb) && sql.contains("notes") && sql.contains("id = $3"))
             .unwrap_or_else(|| panic!("no {verb} of one note"));
         for mode in PLANNINGS {
-            let plan = plan_bound_by(&runtime, &by_request, mode, sql, &one_note).await;
+            let plan = plan_bound_by(&runtime, &by_request, mode, sql, &one_note)
+                .await
+                .to_string();
             assert!(
                 plan.contains("\"Index Name\":\"notes_pkey\""),
                 "{mode}: {sql}\n{plan}"
