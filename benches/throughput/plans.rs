@@ -10,9 +10,10 @@
 //! settings the service's connections start with (recorded by the proxy;
 //! a `plan_cache_mode` among them would apply), in a transaction bound as
 //! the service binds it, for the calibration request (tenant 1: under
-//! Zipf, the largest tenant); executes each six times (each undone with a savepoint), so that
-//! the plan cache has settled as it does in the service, then reports
-//! `EXPLAIN (ANALYZE, BUFFERS)` of a seventh, and rolls back.
+//! Zipf, the largest tenant); executes each six times (each undone with a
+//! savepoint), so that the plan cache has settled as it does in the
+//! service, then reports `EXPLAIN (ANALYZE, BUFFERS)` of a seventh, and
+//! rolls back.
 
 use std::collections::BTreeMap;
 

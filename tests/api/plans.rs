@@ -411,7 +411,7 @@ async fn without_statistics_a_request_still_reads_notes_in_index_order_and_by_pr
     let page = [format!("'{tenant}'"), format!("'{user}'"), "21".to_owned()];
     // The trap, shown to exist: bound by hand, without statistics, the
     // planner reads the user's notes with a bitmap scan and sorts them all.
-    let plan = plan_bound_by(&runtime, &by_hand, PLANNINGS[0], newest, &page)
+    let plan = plan_bound_by(&runtime, &by_hand, "force_custom_plan", newest, &page)
         .await
         .to_string();
     assert!(
